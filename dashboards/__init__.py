@@ -1,0 +1,1 @@
+"""Plotly dashboards built from the runs MLflow holds."""

@@ -1,0 +1,519 @@
+"""Dataclass configs, the three profiles, dotted overrides, YAML and flat views.
+
+A `Config` is frozen: derive a new one with `apply_overrides(cfg, [...])` or
+`dataclasses.replace`. Every config checks its own values when built, so a bad
+value (ratio 1.2, recon layer 9 of 6, an unknown decoder) fails here, not in
+the middle of training.
+
+    cfg = profile("laptop")
+    cfg = apply_overrides(cfg, ["model.mim.mask_ratio=0.5", "seed=1"])
+    to_yaml(cfg); from_dict(yaml.safe_load(text)); flatten(cfg)
+
+The names of the fields are a contract: study files, MLflow params and
+dashboards address them by dotted path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config value, path or file is wrong. The message names the path."""
+
+
+def _check(condition: bool, path: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{path}: {message}")
+
+
+def _check_ratio(value: float, path: str) -> None:
+    _check(0.0 < value < 1.0, path, f"must be a ratio strictly between 0 and 1, got {value}")
+
+
+def _check_component(registry_name: str, name: str, path: str) -> None:
+    """A component name must exist in its registry (imported lazily: the
+    registries are filled by the model and data modules, which import us)."""
+    from m3ae import registry
+
+    reg = getattr(registry, registry_name)
+    if name not in reg:
+        raise ConfigError(f"{path}: {reg.unknown_message(name)}")
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    name: str = "vit_tiny_patch16_224"  # a timm ViT (or another registered vision encoder)
+    image_size: int = 32  # input side in pixels (square)
+    patch_size: int = 8  # ViT patch side; image_size must be a multiple
+    width: Optional[int] = None  # embed dim; None keeps the timm model's own
+    depth: Optional[int] = None  # number of blocks; None keeps the timm model's own
+    num_heads: Optional[int] = None  # attention heads; None keeps the timm model's own
+    weights: Optional[str] = None  # local weights file (.safetensors/.pth); None = random init
+    drop_path: float = 0.0  # stochastic depth rate
+
+    def __post_init__(self):
+        _check(self.patch_size > 0, "model.vision.patch_size", "must be positive")
+        _check(
+            self.image_size > 0 and self.image_size % self.patch_size == 0,
+            "model.vision.image_size",
+            f"must be a positive multiple of patch_size {self.patch_size}, got {self.image_size}",
+        )
+        for name in ("width", "depth", "num_heads"):
+            value = getattr(self, name)
+            _check(value is None or value > 0, f"model.vision.{name}", "must be positive")
+        if self.width is not None and self.num_heads is not None:
+            _check(self.width % self.num_heads == 0, "model.vision.width",
+                   f"must be divisible by num_heads {self.num_heads}")
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    kind: str = "bert"  # bert | roberta: the transformers architecture (a registered text encoder)
+    pretrained: Optional[str] = None  # local directory with a transformers model; None = build from config
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 256
+    max_length: int = 32  # tokens per text, including special tokens
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        _check_component("TEXT_ENCODERS", self.kind, "model.text.kind")
+        _check(self.hidden_size % self.num_heads == 0, "model.text.hidden_size",
+               f"must be divisible by num_heads {self.num_heads}")
+        _check(self.max_length >= 8, "model.text.max_length", "must be at least 8")
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    name: str = "coattention"  # a registered fusion stack
+    num_layers: int = 2  # co-attention layers per modality (paper: 6)
+    hidden_size: int = 64  # width of the fusion layers (paper: 768)
+    num_heads: int = 2
+    mlp_ratio: float = 4.0
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        _check_component("FUSION", self.name, "model.fusion.name")
+        _check(self.num_layers >= 1, "model.fusion.num_layers", "must be at least 1")
+        _check(self.hidden_size % self.num_heads == 0, "model.fusion.hidden_size",
+               f"must be divisible by num_heads {self.num_heads}")
+
+
+@dataclass(frozen=True)
+class MIMConfig:
+    """Masked image modelling."""
+
+    enabled: bool = True
+    mask_ratio: float = 0.75  # share of patches hidden from the encoder
+    masking: str = "random"  # random | block (a registered image masking)
+    recon_layer: int = -1  # image features after this many fusion layers feed the decoder; 0 = before fusion, -1 = last
+    decoder: str = "transformer"  # transformer | mlp (a registered vision decoder)
+    decoder_depth: int = 2
+    decoder_width: int = 64
+    decoder_heads: int = 2
+    norm_pix_loss: bool = True  # targets are per-patch normalised pixels
+    weight: float = 1.0
+
+    def __post_init__(self):
+        _check_ratio(self.mask_ratio, "model.mim.mask_ratio")
+        _check_component("IMAGE_MASKING", self.masking, "model.mim.masking")
+        _check_component("VISION_DECODERS", self.decoder, "model.mim.decoder")
+        _check(self.decoder_depth >= 1, "model.mim.decoder_depth", "must be at least 1")
+        _check(self.decoder_width % self.decoder_heads == 0, "model.mim.decoder_width",
+               f"must be divisible by decoder_heads {self.decoder_heads}")
+        _check(self.weight >= 0, "model.mim.weight", "must be non-negative")
+
+
+@dataclass(frozen=True)
+class MLMConfig:
+    """Masked language modelling."""
+
+    enabled: bool = True
+    mask_ratio: float = 0.15
+    masking: str = "whole_word"  # token | whole_word (a registered text masking)
+    recon_layer: int = -1  # text features after this many fusion layers; 0 = before fusion, -1 = last
+    decoder: str = "mlp"  # mlp | transformer (a registered language decoder)
+    decoder_depth: int = 1  # layers of the transformer decoder (unused by mlp)
+    weight: float = 1.0
+
+    def __post_init__(self):
+        _check_ratio(self.mask_ratio, "model.mlm.mask_ratio")
+        _check_component("TEXT_MASKING", self.masking, "model.mlm.masking")
+        _check_component("LANGUAGE_DECODERS", self.decoder, "model.mlm.decoder")
+        _check(self.decoder_depth >= 1, "model.mlm.decoder_depth", "must be at least 1")
+        _check(self.weight >= 0, "model.mlm.weight", "must be non-negative")
+
+
+@dataclass(frozen=True)
+class ITMConfig:
+    """Image-text matching."""
+
+    enabled: bool = True
+    negatives: str = "random"  # random | hard (a registered ITM negative sampler)
+    negative_ratio: float = 0.5  # share of pairs whose image is swapped for another
+    weight: float = 1.0
+
+    def __post_init__(self):
+        _check_component("ITM_NEGATIVES", self.negatives, "model.itm.negatives")
+        _check_ratio(self.negative_ratio, "model.itm.negative_ratio")
+        _check(self.weight >= 0, "model.itm.weight", "must be non-negative")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    mim: MIMConfig = field(default_factory=MIMConfig)
+    mlm: MLMConfig = field(default_factory=MLMConfig)
+    itm: ITMConfig = field(default_factory=ITMConfig)
+
+    def __post_init__(self):
+        n = self.fusion.num_layers
+        for name in ("mim", "mlm"):
+            layer = getattr(self, name).recon_layer
+            _check(-1 <= layer <= n, f"model.{name}.recon_layer",
+                   f"must be -1 (last) or 0..{n} (model.fusion.num_layers is {n}), got {layer}")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    root: Optional[str] = None  # folder with the real datasets; None = only the embedded synthmed
+    pretrain: str = "synth_pairs"  # pre-training dataset (synth_pairs | roco | medicat | roco+medicat)
+    synth_seed: int = 0  # synthmed generator seed (fixed across trials: the benchmark, not the trial seed)
+    synth_pairs: int = 2000  # synthmed pre-training pairs
+    synth_vqa_images: int = 200  # synthmed images that carry VQA questions (few labels, as VQA-RAD)
+    synth_questions_per_image: int = 8
+    synth_cls_pairs: int = 600
+    synth_irtr_pairs: int = 300
+    vocab_size: int = 1000  # WordPiece vocabulary trained on the pre-training corpus
+    tokenizer: Optional[str] = None  # local transformers tokenizer directory; None = train one
+    augment: bool = True  # random resized crop at train time
+    num_workers: int = 0  # DataLoader workers
+
+    def __post_init__(self):
+        _check(self.synth_pairs >= 8, "data.synth_pairs", "must be at least 8")
+        _check(self.vocab_size >= 100, "data.vocab_size", "must be at least 100")
+        _check(self.num_workers >= 0, "data.num_workers", "must be non-negative")
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.1  # share of steps with linear warm-up
+    schedule: Literal["linear", "cosine", "constant"] = "linear"  # decay after warm-up
+    fusion_lr_mult: float = 5.0  # the paper's code trains fusion layers at 5x the base lr
+    head_lr_mult: float = 5.0  # and task / objective heads at 5x (up to 50x)
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+
+    def __post_init__(self):
+        _check(self.lr > 0, "lr", "must be positive")
+        _check(0 <= self.warmup_frac < 1, "warmup_frac", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(OptimConfig):
+    enabled: bool = True  # False: fine-tune from random init (the "no pre-training" baseline)
+    steps: int = 200
+    batch_size: int = 32
+    eval_every: int = 100  # validation and reconstruction pictures every N steps (0: only at the end)
+    eval_batches: int = 4
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 autocast where the device supports it
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self.steps >= 1, "pretrain.steps", "must be at least 1")
+        _check(self.batch_size >= 2, "pretrain.batch_size", "must be at least 2 (ITM needs a negative)")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(OptimConfig):
+    tasks: tuple[str, ...] = ("synth_vqa",)  # registered fine-tuning tasks, run one after another
+    epochs: int = 10
+    batch_size: int = 32
+    train_fraction: float = 1.0  # share of the task's training set used (data-efficiency studies)
+    lr: float = 5e-4
+    eval_every_epochs: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(len(self.tasks) >= 1, "finetune.tasks", "must name at least one task")
+        for task in self.tasks:
+            _check_component("TASKS", task, "finetune.tasks")
+        _check(self.epochs >= 1, "finetune.epochs", "must be at least 1")
+        _check(0 < self.train_fraction <= 1, "finetune.train_fraction", "must be in (0, 1]")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    seed: int = 0  # the trial seed: model init, masking, data order
+    threads: int = 0  # torch threads for this run; 0 = leave torch's default
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def _smoke() -> Config:
+    """Tests and CI: seconds per trial."""
+    return from_dict({
+        "model": {
+            "vision": {"image_size": 32, "patch_size": 8, "width": 32, "depth": 2, "num_heads": 2},
+            "text": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64, "max_length": 24},
+            "fusion": {"num_layers": 2, "hidden_size": 32, "num_heads": 2},
+            "mim": {"decoder_depth": 1, "decoder_width": 32, "decoder_heads": 2, "recon_layer": 1},
+        },
+        "data": {"synth_pairs": 256, "synth_vqa_images": 48, "synth_questions_per_image": 4,
+                 "synth_cls_pairs": 96, "synth_irtr_pairs": 48, "vocab_size": 400, "augment": False},
+        "pretrain": {"steps": 10, "batch_size": 16, "eval_every": 0, "eval_batches": 1, "lr": 1e-3},
+        "finetune": {"epochs": 1, "batch_size": 16, "lr": 1e-3},
+    })
+
+
+def _laptop() -> Config:
+    """The default: a study of ~8 trials in minutes on 2 CPU cores."""
+    return from_dict({
+        "model": {
+            "vision": {"image_size": 48, "patch_size": 8, "width": 128, "depth": 4, "num_heads": 4},
+            "text": {"hidden_size": 128, "num_layers": 2, "num_heads": 4, "intermediate_size": 512, "max_length": 40},
+            "fusion": {"num_layers": 2, "hidden_size": 128, "num_heads": 4},
+            "mim": {"decoder_depth": 2, "decoder_width": 96, "decoder_heads": 4, "recon_layer": 1},
+        },
+        "data": {"synth_pairs": 20000, "synth_vqa_images": 300, "synth_questions_per_image": 8,
+                 "synth_cls_pairs": 1200, "synth_irtr_pairs": 500, "vocab_size": 1000},
+        "pretrain": {"steps": 600, "batch_size": 32, "eval_every": 200, "lr": 1e-3},
+        "finetune": {"epochs": 15, "batch_size": 32, "lr": 5e-4},
+    })
+
+
+def _paper() -> Config:
+    """The paper's sizes: ViT-B/16 at 288 px, RoBERTa-base, 6 co-attention layers of 768."""
+    return from_dict({
+        "model": {
+            "vision": {"name": "vit_base_patch16_224", "image_size": 288, "patch_size": 16},
+            "text": {"kind": "roberta", "hidden_size": 768, "num_layers": 12, "num_heads": 12,
+                     "intermediate_size": 3072, "max_length": 64},
+            "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12},
+            "mim": {"mask_ratio": 0.75, "recon_layer": 3, "decoder_depth": 4, "decoder_width": 384,
+                    "decoder_heads": 6},
+            "mlm": {"mask_ratio": 0.15, "recon_layer": -1},
+        },
+        "data": {"pretrain": "roco+medicat", "vocab_size": 50265},
+        "pretrain": {"steps": 100000, "batch_size": 256, "lr": 1e-5, "eval_every": 5000,
+                     "precision": "bf16"},
+        "finetune": {"tasks": ["vqa_rad"], "epochs": 50, "batch_size": 64, "lr": 5e-6,
+                     "precision": "bf16"},
+    })
+
+
+PROFILES = {"smoke": _smoke, "laptop": _laptop, "paper": _paper}
+DEFAULT_PROFILE = "laptop"
+
+
+def profile(name: str = DEFAULT_PROFILE) -> Config:
+    if name not in PROFILES:
+        hint = difflib.get_close_matches(name, PROFILES, n=1)
+        raise ConfigError(f"unknown profile {name!r}: expected one of {sorted(PROFILES)}"
+                          + (f"; did you mean {hint[0]!r}?" if hint else ""))
+    return PROFILES[name]()
+
+
+# --------------------------------------------------------------------------- dict / YAML / flat views
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """Nested plain dict (tuples become lists, so it is YAML/JSON friendly)."""
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        return value
+    return plain(dataclasses.asdict(cfg))
+
+
+def to_yaml(cfg) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def from_yaml(text: str, source: str = "<yaml>") -> Config:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{source}: not valid YAML: {error}") from None
+    return from_dict(data, source=source)
+
+
+def flatten(cfg) -> dict[str, Any]:
+    """Dotted keys -> leaf values, e.g. {"model.mim.mask_ratio": 0.75, ...}."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value):
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        else:
+            flat[prefix] = value
+
+    walk("", to_dict(cfg))
+    return flat
+
+
+def config_hash(data: dict, length: int = 12) -> str:
+    """A stable short hash of a plain dict (order independent)."""
+    blob = json.dumps(data, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def field_paths(cls=Config, prefix: str = "") -> dict[str, Any]:
+    """Every leaf dotted path of a config class -> its type hint."""
+    paths: dict[str, Any] = {}
+    for f, hint in _fields(cls):
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hint):
+            paths.update(field_paths(hint, path + "."))
+        else:
+            paths[path] = hint
+    return paths
+
+
+def suggest_path(path: str) -> str:
+    """' (did you mean model.mim.mask_ratio?)' or '' for an unknown dotted path."""
+    hint = difflib.get_close_matches(path, list(field_paths()), n=1, cutoff=0.6)
+    if not hint:  # a misspelt leaf under a right parent: compare leaf names
+        leaves = {p.rsplit(".", 1)[-1]: p for p in field_paths()}
+        leaf_hint = difflib.get_close_matches(path.rsplit(".", 1)[-1], list(leaves), n=1, cutoff=0.6)
+        hint = [leaves[leaf_hint[0]]] if leaf_hint else []
+    return f" (did you mean {hint[0]}?)" if hint else ""
+
+
+def _fields(cls):
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _coerce(value, hint, path: str):
+    """Check `value` against a type hint; int -> float and list -> tuple are the
+    only conversions (YAML writes 1 for 1.0 and lists for tuples)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union:  # Optional[X]
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+        return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        if type(value) is not hint:
+            raise ConfigError(f"{path}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise TypeError(f"{path}: unsupported config type {hint}")
+
+
+def from_dict(data: dict, cls=Config, source: str | None = None, _prefix: str = ""):
+    """Build a config from a (possibly partial) nested dict; missing fields keep
+    their defaults. Unknown keys and wrong types raise ConfigError naming the path."""
+    where = f"{source}: " if source else ""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}{_prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
+    known = dict(_fields(cls))
+    by_name = {f.name: hint for f, hint in known.items()}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{_prefix}{key}"
+        if key not in by_name:
+            raise ConfigError(f"{where}unknown config key {path!r}{suggest_path(path)}")
+        hint = by_name[key]
+        try:
+            if dataclasses.is_dataclass(hint):
+                kwargs[key] = from_dict(value, hint, None, path + ".")
+            else:
+                kwargs[key] = _coerce(value, hint, path)
+        except ConfigError as error:
+            raise ConfigError(f"{where}{error}") from None
+    try:
+        return cls(**kwargs)
+    except ConfigError as error:
+        raise ConfigError(f"{where}{error}") from None
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.mim.mask_ratio=0.5' -> ('model.mim.mask_ratio', 0.5); the value is YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected path=value, e.g. model.mim.mask_ratio=0.5")
+    path, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path.strip(), value
+
+
+def apply_overrides(cfg: Config, overrides) -> Config:
+    """Apply dotted overrides: a list of 'path=value' strings or a {path: value} dict."""
+    if isinstance(overrides, dict):
+        items = list(overrides.items())
+    else:
+        items = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+    data = to_dict(cfg)
+    paths = field_paths()
+    for path, value in items:
+        if path not in paths:
+            raise ConfigError(f"unknown config path {path!r}{suggest_path(path)}")
+        node = data
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return from_dict(data)
+
+
+def pretrain_view(cfg: Config) -> dict[str, Any]:
+    """Only the settings that change what pre-training produces: the key of the
+    pre-train cache. Fine-tuning settings and thread counts are left out."""
+    data = to_dict(cfg)
+    return {"model": data["model"], "data": {k: v for k, v in data["data"].items() if k != "num_workers"},
+            "pretrain": data["pretrain"], "seed": data["seed"]}
+
+
+def pretrain_key(cfg: Config) -> str:
+    return config_hash(pretrain_view(cfg))
+
+
+def trial_id(cfg: Config) -> str:
+    data = to_dict(cfg)
+    data.pop("threads")
+    data["data"].pop("num_workers")
+    return config_hash(data)

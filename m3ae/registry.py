@@ -1,0 +1,109 @@
+"""Name -> factory registries for every pluggable component.
+
+One `Registry` per component kind. A component registers itself with a
+decorator where it is defined; config selects it by name:
+
+    @IMAGE_MASKING.register("block")
+    def block_masking(...): ...
+
+    IMAGE_MASKING.get("block")        # the factory
+    IMAGE_MASKING.names()             # ["block", "random"]
+
+An unknown name raises `UnknownComponentError` listing the valid names and the
+closest one. Modules that register components are imported by `ensure_loaded()`
+so that `names()` is complete no matter what the caller imported first.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Callable, Generic, TypeVar
+
+F = TypeVar("F", bound=Callable)
+
+# Modules whose import registers components. Adding a component in a new module
+# means adding the module here once; adding one to an existing module needs nothing.
+_COMPONENT_MODULES = (
+    "m3ae.model",
+    "m3ae.data",
+    "m3ae.train",
+)
+
+
+class UnknownComponentError(KeyError, ValueError):
+    """A config named a component that no registry entry provides."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain
+        return str(self.args[0])
+
+
+def closest(name: str, candidates) -> str | None:
+    """The candidate most similar to `name`, or None when nothing is close."""
+    matches = difflib.get_close_matches(str(name), list(candidates), n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class Registry(Generic[F]):
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._factories: dict[str, F] = {}
+
+    def register(self, name: str) -> Callable[[F], F]:
+        def decorator(factory: F) -> F:
+            if name in self._factories and self._factories[name] is not factory:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._factories[name] = factory
+            return factory
+
+        return decorator
+
+    def get(self, name: str) -> F:
+        ensure_loaded()
+        try:
+            return self._factories[name]
+        except KeyError:
+            raise UnknownComponentError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        hint = closest(name, self._factories)
+        suggestion = f"; did you mean {hint!r}?" if hint else ""
+        return f"unknown {self.kind} {name!r}: expected one of {self.names()}{suggestion}"
+
+    def names(self) -> list[str]:
+        ensure_loaded()
+        return sorted(self._factories)
+
+    def __contains__(self, name: str) -> bool:
+        ensure_loaded()
+        return name in self._factories
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {sorted(self._factories)})"
+
+
+_loaded = False
+
+
+def ensure_loaded() -> None:
+    """Import every module that registers components (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _COMPONENT_MODULES:
+        importlib.import_module(module)
+
+
+# The component kinds. Each is filled by the module named in the comment.
+VISION_ENCODERS: Registry = Registry("vision encoder")  # m3ae/model/encoders.py
+TEXT_ENCODERS: Registry = Registry("text encoder")  # m3ae/model/encoders.py
+FUSION: Registry = Registry("fusion")  # m3ae/model/fusion.py
+IMAGE_MASKING: Registry = Registry("image masking")  # m3ae/model/masking.py
+TEXT_MASKING: Registry = Registry("text masking")  # m3ae/model/masking.py
+VISION_DECODERS: Registry = Registry("vision decoder")  # m3ae/model/decoders.py
+LANGUAGE_DECODERS: Registry = Registry("language decoder")  # m3ae/model/decoders.py
+OBJECTIVES: Registry = Registry("pre-training objective")  # m3ae/model/objectives.py
+ITM_NEGATIVES: Registry = Registry("ITM negative sampler")  # m3ae/model/objectives.py
+TASKS: Registry = Registry("fine-tuning task")  # m3ae/train/tasks.py
+DATASETS: Registry = Registry("dataset")  # m3ae/data/
