@@ -12,6 +12,12 @@ from typing import Optional
 import torch
 
 
+# `Batch.images` are normalised per channel with these: the data pipeline applies
+# them, the model undoes them to draw reconstructions in pixel space.
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+
+
 @dataclass(frozen=True)
 class TextVocab:
     """What the model needs to know of the tokenizer (to mask and to predict tokens)."""
