@@ -1,0 +1,110 @@
+"""Checkpoints: model (+ optimizer, scheduler, step, RNG state) with the config that made them.
+
+Saved with `torch.save` (atomically: temp file + rename) and loaded with
+`weights_only=True`, so a checkpoint holds tensors and plain Python values only.
+The config travels with the weights: loading into a model built from a different
+architecture fails with the config paths that differ, not a wall of key names.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from m3ae.config import flatten, to_dict
+
+FORMAT = 1  # bump when the layout below changes
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model it is loaded into."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step may draw from (torch CPU, Python, NumPy)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+
+def save_checkpoint(path: Path, *, model: nn.Module, cfg, step: int, optimizer=None, scheduler=None,
+                    **extra: Any) -> Path:
+    """Write a checkpoint; `extra` holds more plain values (metrics, stage name)."""
+    state = {
+        "format": FORMAT,
+        "config": to_dict(cfg),
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": rng_state(),
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint (tensors and plain values only: weights_only=True)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointMismatchError(f"{path}: not an m3ae checkpoint of format {FORMAT}")
+    return state
+
+
+def config_differences(saved: dict, cfg, prefix: str = "model.") -> list[str]:
+    """'path: checkpoint X, config Y' for every leaf under `prefix` that differs."""
+    from m3ae.config import from_dict
+
+    ours = {k: v for k, v in flatten(cfg).items() if k.startswith(prefix)}
+    theirs = {k: v for k, v in flatten(from_dict(saved)).items() if k.startswith(prefix)}
+    return [f"{k}: checkpoint {theirs.get(k)!r}, config {ours.get(k)!r}"
+            for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
+
+
+def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str = "checkpoint") -> None:
+    """Load `state["model"]` into `model` (built from `cfg`), strictly.
+
+    Settings that don't change the weights (mask ratios, loss weights) may differ;
+    anything that changes a tensor's name or shape is a CheckpointMismatchError
+    naming the config paths where the checkpoint and `cfg` disagree.
+    """
+    weights = state["model"]
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    reshaped = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+    if missing or unexpected or reshaped:
+        diffs = config_differences(state["config"], cfg)
+        detail = "; ".join(
+            f"{what}: {names[:4]}{' ...' if len(names) > 4 else ''}"
+            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", reshaped))
+            if names)
+        raise CheckpointMismatchError(
+            f"{source} was made by a different architecture; config paths that differ: "
+            f"{diffs or ['(none: the model code changed)']} ({detail})")
+    model.load_state_dict(weights)

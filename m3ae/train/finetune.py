@@ -1,0 +1,154 @@
+"""Fine-tuning: a task head on the (pre-trained or fresh) model, trained on the
+task's train split, selected by the validation headline metric, scored on test.
+
+    result = finetune(cfg, "synth_vqa", pretrain_result.checkpoint, out_dir, cache_dir)
+    result.metrics   # {"overall_acc": ..., "open_acc": ..., "closed_acc": ...} on the test split
+
+`checkpoint=None` starts from random weights: the "no pre-training" baseline.
+Both start from the same seed, so the head's initial weights are the same.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from m3ae.train.callbacks import CallbackList
+from m3ae.train.checkpoint import load_checkpoint, load_model_weights
+from m3ae.train.flops import count_flops
+from m3ae.train.optim import build_optimizer, clip_gradients
+from m3ae.train.progress import Progress
+from m3ae.train.runtime import autocast, check_finite, seed_everything
+from m3ae.train.schedule import build_scheduler
+from m3ae.train.tasks import get_task
+
+
+@dataclass
+class FinetuneResult:
+    metrics: dict  # test-split metrics with bare names (overall_acc, acc, ir_r1, ...)
+    seconds: float  # wall time of training + evaluation
+    flops: float  # training FLOPs: counted on one step x steps
+    val_metrics: dict | None = None  # the selected epoch's validation metrics
+    best_epoch: int = 0
+
+
+class TaskModel(torch.nn.Module):
+    """The M3AE backbone plus the task head (None when the task re-uses a model head)."""
+
+    def __init__(self, backbone, head):
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def roles(self) -> dict[str, list]:
+        roles = {k: list(v) for k, v in self.backbone.param_groups_by_role().items()}
+        if self.head is not None:
+            roles["heads"] = roles.get("heads", []) + list(self.head.parameters())
+        return roles
+
+
+class TaskSubset(torch.utils.data.Subset):
+    """Some examples of a task dataset; its other attributes (answers, num_classes, ...) pass through."""
+
+    def __getattr__(self, name):
+        if name in ("dataset", "indices"):  # not set yet (unpickling): avoid recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def train_subset(dataset, fraction: float, seed: int):
+    """A fixed random `fraction` of a training set (all of it at 1.0), the same for every trial with this seed."""
+    if fraction >= 1.0:
+        return dataset
+    n = max(1, round(fraction * len(dataset)))
+    generator = torch.Generator().manual_seed(seed)
+    indices = torch.randperm(len(dataset), generator=generator)[:n].sort().values.tolist()
+    return TaskSubset(dataset, indices)
+
+
+def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=()) -> FinetuneResult:
+    """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch."""
+    from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
+    from m3ae.model import build_model
+
+    spec, fcfg = get_task(task), cfg.finetune
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = CallbackList(callbacks)
+    seed_everything(cfg.seed, cfg.threads)
+    start = time.perf_counter()
+
+    tokenizer = build_tokenizer(cfg, cache_dir)
+    splits = {split: build_dataset(spec.dataset, split, cfg, tokenizer, cache_dir) for split in ("train", "val", "test")}
+    model = build_model(cfg.model, text_vocab(tokenizer))
+    if checkpoint is not None:
+        load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
+    net = TaskModel(model, spec.build_head(model, splits["train"]))
+    optimizer = build_optimizer(net.roles(), fcfg, net.parameters())
+
+    train_set = train_subset(splits["train"], fcfg.train_fraction, cfg.seed)
+    loader_for = lambda epoch: make_loader(train_set, fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
+                                           seed=cfg.seed * 100_003 + epoch)
+    steps_per_epoch = len(loader_for(0))
+    if steps_per_epoch == 0:
+        raise ValueError(f"{task}: finetune.batch_size {fcfg.batch_size} leaves no full batch "
+                         f"in {len(train_set)} training examples")
+    scheduler = build_scheduler(optimizer, fcfg, fcfg.epochs * steps_per_epoch)
+
+    callbacks.on_stage_start(task)
+    step, flops_per_step = 0, 0
+    best, best_state, best_val, best_epoch = None, None, None, 0
+    with Progress(fcfg.epochs * steps_per_epoch, task) as bar:
+        for epoch in range(1, fcfg.epochs + 1):
+            for batch in loader_for(epoch):
+                step += 1
+                lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]
+                tick = time.perf_counter()
+                train_step = lambda: _train_step(spec, net, optimizer, scheduler, batch, fcfg, step)  # noqa: E731
+                if not flops_per_step:
+                    loss, flops_per_step = count_flops(train_step)
+                else:
+                    loss = train_step()
+                metrics = {"train_loss": loss, "lr": lr, "samples_per_s": len(batch) / (time.perf_counter() - tick)}
+                callbacks.on_step(task, step, metrics)
+                bar.update(1, loss=loss)
+            if epoch % fcfg.eval_every_epochs == 0 or epoch == fcfg.epochs:
+                val = _evaluate(spec, net, splits["val"], cfg)
+                callbacks.on_eval(task, step, {f"val_{k}": v for k, v in val.items()})
+                if spec.better(val[spec.headline], best):
+                    best, best_val, best_epoch = val[spec.headline], val, epoch
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    test = _evaluate(spec, net, splits["test"], cfg)
+    seconds = time.perf_counter() - start
+    result = FinetuneResult(metrics=test, seconds=seconds, flops=float(flops_per_step) * step,
+                            val_metrics=best_val, best_epoch=best_epoch)
+    path = out_dir / "metrics.json"
+    path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
+                                "seconds": seconds, "flops": result.flops,
+                                "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
+    callbacks.on_artifact(task, path)
+    callbacks.on_end(task, test)
+    return result
+
+
+def _train_step(spec, net, optimizer, scheduler, batch, fcfg, step: int) -> float:
+    net.train()
+    with autocast(fcfg.precision):
+        loss = spec.loss(net.backbone, net.head, batch)
+    check_finite(spec.name, step, loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_gradients(optimizer, fcfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def _evaluate(spec, net, dataset, cfg) -> dict[str, float]:
+    net.eval()
+    with autocast(cfg.finetune.precision):
+        return spec.evaluate(net.backbone, net.head, dataset, cfg)

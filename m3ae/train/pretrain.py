@@ -1,0 +1,167 @@
+"""Pre-training: the three objectives on image-text pairs, with evaluation, pictures and checkpoints.
+
+    result = pretrain(cfg, out_dir, cache_dir, callbacks=[...])
+    result.checkpoint   # out_dir / "checkpoint.pt": model + optimizer + scheduler + step + RNG + config
+
+A plain loop (nanoGPT's train.py in spirit): batch -> forward (the model masks
+and computes its losses) -> backward -> clip -> AdamW step -> lr step. Every
+`eval_every` steps and at the end: validation losses -> on_eval, a
+reconstruction PNG -> on_artifact, a checkpoint. Calling `pretrain` again on
+the same out_dir resumes from the checkpoint and gives the same weights as an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from m3ae.config import ConfigError
+from m3ae.train.callbacks import CallbackList
+from m3ae.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint, set_rng_state
+from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
+from m3ae.train.flops import count_flops
+from m3ae.train.optim import build_optimizer, clip_gradients
+from m3ae.train.progress import Progress
+from m3ae.train.runtime import autocast, check_finite, seed_everything
+from m3ae.train.schedule import build_scheduler
+
+STAGE = "pretrain"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class PretrainResult:
+    checkpoint: Path  # the final checkpoint (fine-tuning starts here)
+    metrics: dict  # final validation numbers: val_loss, val_mim_loss, val_mlm_acc, ...
+    seconds: float  # wall time of the training loop in this call
+    flops: float  # training FLOPs: counted on one step x steps
+
+
+class BatchStream:
+    """Endless training batches: epoch e uses a loader seeded by (seed, e), so the
+    order at any step is known and a resumed run can skip to it."""
+
+    def __init__(self, dataset, cfg, start_step: int):
+        from m3ae.data import make_loader
+
+        self._make = lambda epoch: make_loader(dataset, cfg.pretrain.batch_size, train=True, cfg=cfg,
+                                               seed=cfg.seed * 100_003 + epoch)
+        first = self._make(0)
+        self.steps_per_epoch = len(first)
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"pretrain.batch_size: {cfg.pretrain.batch_size} is larger than the "
+                              f"pre-training set ({len(dataset)} pairs)")
+        self.epoch, skip = divmod(start_step, self.steps_per_epoch)
+        self._iter = iter(first if self.epoch == 0 else self._make(self.epoch))
+        for _ in range(skip):  # resuming mid-epoch: replay the order, drop the batches
+            next(self._iter)
+
+    def __next__(self):
+        try:
+            return next(self._iter)
+        except StopIteration:
+            self.epoch += 1
+            self._iter = iter(self._make(self.epoch))
+            return next(self._iter)
+
+
+def build_pretraining(cfg, cache_dir: Path):
+    """Tokenizer, vocabulary, train/val sets and a freshly initialised model for `cfg`."""
+    from m3ae.data import build_dataset, build_tokenizer, text_vocab
+    from m3ae.model import build_model
+
+    tokenizer = build_tokenizer(cfg, cache_dir)
+    train_set = build_dataset(cfg.data.pretrain, "train", cfg, tokenizer, cache_dir)
+    val_set = build_dataset(cfg.data.pretrain, "val", cfg, tokenizer, cache_dir)
+    model = build_model(cfg.model, text_vocab(tokenizer))
+    return model, train_set, val_set
+
+
+def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: int | None = None) -> PretrainResult:
+    """Pre-train `cfg.model` on `cfg.data.pretrain` for `cfg.pretrain.steps` steps.
+
+    Resumes from `out_dir/checkpoint.pt` when it exists. `max_steps` stops early
+    (checkpoint written) so that a later call continues: pausing, and the resume test.
+    """
+    pcfg = cfg.pretrain
+    if not pcfg.enabled:
+        raise ConfigError("pretrain.enabled is false: there is nothing to pre-train; "
+                          "fine-tune from scratch with finetune(..., checkpoint=None)")
+    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = CallbackList(callbacks)
+    seed_everything(cfg.seed, cfg.threads)
+
+    model, train_set, val_set = build_pretraining(cfg, cache_dir)
+    optimizer = build_optimizer(model.param_groups_by_role(), pcfg, model.parameters())
+    scheduler = build_scheduler(optimizer, pcfg, pcfg.steps)
+    ckpt_path = out_dir / CHECKPOINT
+    step, resumed = 0, None
+    if ckpt_path.exists():
+        resumed = load_checkpoint(ckpt_path)
+        load_model_weights(model, resumed, cfg, source=str(ckpt_path))
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        step = resumed["step"]
+    stream = BatchStream(train_set, cfg, step)
+    if resumed is not None:
+        set_rng_state(resumed["rng"])  # after the skip: batches and masks continue exactly
+    last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
+
+    callbacks.on_stage_start(STAGE)
+    metrics = dict(resumed.get("metrics", {})) if resumed else {}
+    flops_per_step = resumed.get("flops_per_step", 0.0) if resumed else 0.0
+    start = time.perf_counter()
+    with Progress(last_step, STAGE, initial=step) as bar:
+        while step < last_step:
+            step += 1
+            tick = time.perf_counter()
+            batch = next(stream)
+            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]  # the base lr of this step
+            train_step = lambda: _train_step(model, optimizer, scheduler, batch, pcfg, step)  # noqa: E731
+            if not flops_per_step:  # count one real step's FLOPs; the others cost the same
+                out, flops_per_step = count_flops(train_step)
+            else:
+                out = train_step()
+            seconds = time.perf_counter() - tick
+            logged = {"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()},
+                      **out.metrics, "lr": lr,
+                      "samples_per_s": len(batch) / seconds}
+            callbacks.on_step(STAGE, step, logged)
+            bar.update(1, loss=logged["loss"])
+            if step == last_step or (pcfg.eval_every and step % pcfg.eval_every == 0):
+                metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks)
+                save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer,
+                                scheduler=scheduler, metrics=metrics, stage=STAGE,
+                                flops_per_step=float(flops_per_step))
+    seconds = time.perf_counter() - start
+    if step >= pcfg.steps:
+        callbacks.on_end(STAGE, metrics)
+    return PretrainResult(checkpoint=ckpt_path, metrics=metrics, seconds=seconds,
+                          flops=float(flops_per_step) * pcfg.steps)
+
+
+def _train_step(model, optimizer, scheduler, batch, pcfg, step: int):
+    model.train()
+    with autocast(pcfg.precision):
+        out = model(batch)
+    check_finite(STAGE, step, out.loss, out.losses)
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    clip_gradients(optimizer, pcfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return out
+
+
+def _evaluate(model, val_set, cfg, step: int, out_dir: Path, callbacks) -> dict:
+    metrics = evaluate_pretrain(model, val_set, cfg)
+    callbacks.on_eval(STAGE, step, metrics)
+    if cfg.model.mim.enabled:
+        png = save_reconstructions(model, val_set, cfg, out_dir / "reconstructions" / f"step_{step}.png")
+        callbacks.on_artifact(STAGE, png)
+    return metrics

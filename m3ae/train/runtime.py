@@ -1,0 +1,50 @@
+"""What both stages set up the same way: seeds, threads, precision, loss checks."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the message names the stage and step."""
+
+    def __init__(self, stage: str, step: int, losses: dict[str, float]):
+        self.stage, self.step, self.losses = stage, step, losses
+        parts = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        super().__init__(f"{stage}: non-finite loss at step {step} ({parts}); "
+                         f"lower the learning rate or check the data")
+
+
+def seed_everything(seed: int, threads: int = 0) -> None:
+    """Seed torch / Python / NumPy so that a CPU run repeats exactly; threads > 0 pins torch's thread count."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def autocast(precision: str):
+    """bf16 autocast on CPU when asked; fp32 runs untouched."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def check_finite(stage: str, step: int, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None) -> None:
+    if not torch.isfinite(loss).all():
+        values = {"loss": loss.item(), **{k: v.item() for k, v in (parts or {}).items()}}
+        raise NonFiniteLossError(stage, step, values)
+
+
+@contextlib.contextmanager
+def fixed_rng(seed: int):
+    """Run a block (an evaluation) with its own seeded RNG, leaving training's RNG untouched:
+    evaluations then see the same masks every time, and resuming stays exact."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
