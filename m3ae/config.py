@@ -49,12 +49,24 @@ def _check_component(registry_name: str, name: str, path: str) -> None:
         raise ConfigError(f"{path}: {reg.unknown_message(name)}")
 
 
+def _check_model_name(encoder: str, name: str) -> None:
+    """A vision encoder factory may list the model names it builds (`model_names()`)."""
+    from m3ae import registry
+
+    known = getattr(registry.VISION_ENCODERS.get(encoder), "model_names", None)
+    if known is not None and name not in known():
+        hint = registry.closest(name, known())
+        raise ConfigError(f"model.vision.name: unknown {encoder} model {name!r}"
+                          + (f"; did you mean {hint!r}?" if hint else ""))
+
+
 # --------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
 class VisionConfig:
-    name: str = "vit_tiny_patch16_224"  # a timm ViT (or another registered vision encoder)
+    name: str = "vit_tiny_patch16_224"  # the model within the encoder family: a timm ViT name
+    encoder: str = "timm"  # the registered vision encoder family that builds `name`
     image_size: int = 32  # input side in pixels (square)
     patch_size: int = 8  # ViT patch side; image_size must be a multiple
     width: Optional[int] = None  # embed dim; None keeps the timm model's own
@@ -64,6 +76,8 @@ class VisionConfig:
     drop_path: float = 0.0  # stochastic depth rate
 
     def __post_init__(self):
+        _check_component("VISION_ENCODERS", self.encoder, "model.vision.encoder")
+        _check_model_name(self.encoder, self.name)
         _check(self.patch_size > 0, "model.vision.patch_size", "must be positive")
         _check(
             self.image_size > 0 and self.image_size % self.patch_size == 0,
@@ -134,6 +148,8 @@ class MIMConfig:
         _check(self.decoder_depth >= 1, "model.mim.decoder_depth", "must be at least 1")
         _check(self.decoder_width % self.decoder_heads == 0, "model.mim.decoder_width",
                f"must be divisible by decoder_heads {self.decoder_heads}")
+        _check(self.decoder_width % 4 == 0, "model.mim.decoder_width",
+               f"must be divisible by 4 (2D sin-cos positions), got {self.decoder_width}")
         _check(self.weight >= 0, "model.mim.weight", "must be non-negative")
 
 
@@ -273,6 +289,12 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0  # the trial seed: model init, masking, data order
     threads: int = 0  # torch threads for this run; 0 = leave torch's default
+
+    def __post_init__(self):
+        if self.pretrain.enabled:
+            _check(self.model.mim.enabled or self.model.mlm.enabled or self.model.itm.enabled,
+                   "model", "pre-training needs at least one objective enabled (model.mim / mlm / itm "
+                   ".enabled), or set pretrain.enabled=false")
 
 
 # --------------------------------------------------------------------------- profiles

@@ -1,0 +1,210 @@
+"""The M3AE model: two unimodal encoders, a co-attention fusion stack, three objectives.
+
+Reads top to bottom like MAE's models_mae.py: encoders, fusion, pooling, then
+one method per pre-training objective, then `forward`.
+
+Pre-training follows the paper's code: each objective has its own pass
+through the fusion stack, on the inputs that objective needs,
+
+    MIM  masked image (encoder sees visible patches only) + full text
+    MLM  full image + masked text
+    ITM  full text + full image, half of the images swapped for another's
+
+The unimodal encodings of the full image and full text are computed once and
+shared by the passes that use them (an encoder sees one modality, so swapping
+images for ITM is an index into the image encodings). Each pass runs the
+fusion stack only up to the layer its objective reads (MIM at `recon_layer`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from m3ae.batch import IMAGE_MEAN, IMAGE_STD, Batch, TextVocab
+from m3ae.config import ModelConfig
+from m3ae.model.fusion import FusionStates
+from m3ae.model.heads import ITMHead, Pooler, init_weights
+from m3ae.model.masking import corrupt_tokens, patchify, unpatchify, visible_indices
+from m3ae.model.objectives import LossOutput, itm_pairs, normalise_patches
+from m3ae.registry import (FUSION, IMAGE_MASKING, ITM_NEGATIVES, OBJECTIVES, TEXT_ENCODERS, TEXT_MASKING,
+                           VISION_ENCODERS)
+
+
+@dataclass
+class Fused:
+    """Fused features of unmasked inputs (fine-tuning, retrieval)."""
+
+    image_tokens: torch.Tensor  # [B, 1+N, D] last fusion layer, [CLS] first
+    text_tokens: torch.Tensor  # [B, T, D] last fusion layer
+    pooled: torch.Tensor  # [B, 2D] text [CLS] pooler ++ image [CLS] pooler
+
+
+@dataclass
+class M3AEOutput:
+    """One pre-training step's result."""
+
+    loss: torch.Tensor  # weighted sum of the enabled objectives' losses
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)  # "mim_loss", "mlm_loss", "itm_loss"
+    metrics: dict[str, float] = field(default_factory=dict)  # "mlm_acc", "itm_acc"
+    mim_pred: torch.Tensor | None = None  # [B, N, p*p*3], the MIM target's space
+    mim_mask: torch.Tensor | None = None  # [B, N] float, 1 = masked
+
+
+class M3AE(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab: TextVocab):
+        super().__init__()
+        self.cfg, self.vocab = cfg, vocab
+        # --- encoders
+        self.vision_encoder = VISION_ENCODERS.get(cfg.vision.encoder)(cfg.vision)
+        self.text_encoder = TEXT_ENCODERS.get(cfg.text.kind)(cfg.text, vocab)
+        self.patch_size = cfg.vision.patch_size
+        self.grid_size = self.vision_encoder.grid_size
+        # --- fusion and pooled output
+        self.fusion = FUSION.get(cfg.fusion.name)(cfg.fusion, self.vision_encoder.width, self.text_encoder.width)
+        self.hidden_size: int = self.fusion.hidden_size
+        self.text_pooler = Pooler(self.hidden_size)
+        self.image_pooler = Pooler(self.hidden_size)
+        self.itm_head = ITMHead(2 * self.hidden_size)  # built even without ITM: retrieval re-uses it
+        # --- objectives (their decoders are the "heads" of pre-training)
+        self.objectives = nn.ModuleDict({
+            name: OBJECTIVES.get(name)(cfg, self.hidden_size, vocab, self.grid_size, self.patch_size)
+            for name in ("mim", "mlm", "itm") if getattr(cfg, name).enabled
+        })
+        self.loss_weights = {f"{name}_loss": getattr(cfg, name).weight for name in self.objectives}
+        for module in (self.fusion, self.text_pooler, self.image_pooler, self.itm_head, self.objectives):
+            module.apply(init_weights)
+
+    # ------------------------------------------------------------------ encoders and fusion
+
+    def encode_image(self, images: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """images [B, 3, H, W], keep [B, K] visible patches (None = all) -> [B, 1+K, Dv]."""
+        return self.vision_encoder(images, keep)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T] -> [B, T, Dt]."""
+        return self.text_encoder(input_ids, attention_mask)
+
+    def fuse(self, image_tokens, text_tokens, attention_mask, num_layers: int | None = None) -> FusionStates:
+        return self.fusion(image_tokens, text_tokens, attention_mask, num_layers)
+
+    def pool(self, states: FusionStates) -> torch.Tensor:
+        """The last layer's [CLS] tokens -> [B, 2D] (text first, as the paper)."""
+        return torch.cat([self.text_pooler(states.text[-1]), self.image_pooler(states.image[-1])], dim=-1)
+
+    def encode(self, images: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Fused:
+        """No masking: fused features for fine-tuning and retrieval."""
+        states = self.fuse(self.encode_image(images), self.encode_text(input_ids, attention_mask), attention_mask)
+        return Fused(states.image[-1], states.text[-1], self.pool(states))
+
+    def _layer(self, recon_layer: int) -> int:
+        return self.fusion.num_layers if recon_layer == -1 else recon_layer
+
+    # ------------------------------------------------------------------ objectives
+
+    def forward_mim(self, images: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor
+                    ) -> tuple[LossOutput, torch.Tensor]:
+        """Mask patches, encode the visible ones, fuse with the full text up to
+        `mim.recon_layer`, reconstruct. -> (loss output, mask [B, N] bool)."""
+        cfg = self.cfg.mim
+        mask = IMAGE_MASKING.get(cfg.masking)(images.shape[0], self.grid_size, cfg.mask_ratio, images.device)
+        keep, ids_restore = visible_indices(mask)
+        layer = self._layer(cfg.recon_layer)
+        states = self.fuse(self.encode_image(images, keep), text_tokens, attention_mask, num_layers=layer)
+        out = self.objectives["mim"](states.image[layer], ids_restore, patchify(images, self.patch_size), mask)
+        return out, mask
+
+    def forward_mlm(self, image_tokens: torch.Tensor, batch: Batch) -> LossOutput:
+        """Mask words, 80/10/10-corrupt them, fuse with the full image up to `mlm.recon_layer`, predict."""
+        cfg = self.cfg.mlm
+        mask = TEXT_MASKING.get(cfg.masking)(batch.input_ids, batch.attention_mask, batch.word_ids,
+                                             self.vocab, cfg.mask_ratio)
+        corrupted, labels = corrupt_tokens(batch.input_ids, mask, self.vocab)
+        layer = self._layer(cfg.recon_layer)
+        text_tokens = self.encode_text(corrupted, batch.attention_mask)
+        states = self.fuse(image_tokens, text_tokens, batch.attention_mask, num_layers=layer)
+        return self.objectives["mlm"](states.text[layer], batch.attention_mask, labels)
+
+    def forward_itm(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
+                    image_ids: torch.Tensor | None) -> LossOutput:
+        """Swap a share of the images for negatives (another image of the batch), classify matched or not."""
+        cfg = self.cfg.itm
+        b = image_tokens.shape[0]
+        if image_ids is None:  # every pair is its own image
+            image_ids = torch.arange(b, device=image_tokens.device)
+        candidates = image_ids[None, :] != image_ids[:, None]  # [B, B]: j is a wrong image for text i
+        weights = ITM_NEGATIVES.get(cfg.negatives)(image_tokens[:, 0].detach(), text_tokens[:, 0].detach())
+        index, labels = itm_pairs(candidates, weights, cfg.negative_ratio)
+        states = self.fuse(image_tokens[index], text_tokens, attention_mask)
+        return self.objectives["itm"](self.itm_head(self.pool(states)), labels)
+
+    def forward(self, batch: Batch) -> M3AEOutput:
+        """A pre-training step on a batch: the enabled objectives and their weighted sum."""
+        enabled = self.objectives
+        full_image = self.encode_image(batch.images) if ("mlm" in enabled or "itm" in enabled) else None
+        full_text = (self.encode_text(batch.input_ids, batch.attention_mask)
+                     if ("mim" in enabled or "itm" in enabled) else None)
+        outputs: dict[str, LossOutput] = {}
+        mim_mask = None
+        if "mim" in enabled:
+            outputs["mim"], mim_mask = self.forward_mim(batch.images, full_text, batch.attention_mask)
+        if "mlm" in enabled:
+            outputs["mlm"] = self.forward_mlm(full_image, batch)
+        if "itm" in enabled:
+            outputs["itm"] = self.forward_itm(full_image, full_text, batch.attention_mask, batch.image_ids)
+        losses = {f"{name}_loss": out.loss for name, out in outputs.items()}
+        metrics = {k: v for out in outputs.values() for k, v in out.metrics.items()}
+        total = sum(self.loss_weights[name] * loss for name, loss in losses.items())
+        mim = outputs.get("mim")
+        return M3AEOutput(total, losses, metrics,
+                          mim_pred=None if mim is None else mim.pred.detach(),
+                          mim_mask=None if mim_mask is None else mim_mask.float())
+
+    # ------------------------------------------------------------------ pictures and optimiser groups
+
+    @torch.no_grad()
+    def reconstruction_images(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(original, masked, reconstructed) [B, 3, H, W] in [0, 1] pixel space. The
+        reconstruction shows visible patches as they are and predicted ones in the holes."""
+        if "mim" not in self.objectives:
+            raise ValueError("reconstruction_images needs MIM (model.mim.enabled is false)")
+        was_training = self.training
+        self.eval()
+        try:
+            text = self.encode_text(batch.input_ids, batch.attention_mask)
+            out, mask = self.forward_mim(batch.images, text, batch.attention_mask)
+        finally:
+            self.train(was_training)
+        patches = patchify(batch.images, self.patch_size)
+        pred = out.pred
+        if self.cfg.mim.norm_pix_loss:  # back from per-patch normalised to the image's scale
+            _, mean, std = normalise_patches(patches)
+            pred = pred * std + mean
+        hole = mask[:, :, None]
+        masked = torch.where(hole, torch.zeros_like(patches), patches)
+        recon = torch.where(hole, pred, patches)
+        to_pixels = lambda p: _denormalise(unpatchify(p, self.patch_size, self.grid_size))  # noqa: E731
+        return to_pixels(patches), to_pixels(masked), to_pixels(recon)
+
+    def param_groups_by_role(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by role, for learning-rate multipliers: "encoders" (the pre-trained
+        towers), "fusion" (projections, co-attention, poolers), "heads" (ITM head, decoders)."""
+        roles = {
+            "encoders": [self.vision_encoder, self.text_encoder],
+            "fusion": [self.fusion, self.text_pooler, self.image_pooler],
+            "heads": [self.itm_head, self.objectives],
+        }
+        return {role: [p for m in modules for p in m.parameters()] for role, modules in roles.items()}
+
+
+def _denormalise(images: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(IMAGE_MEAN, device=images.device)[None, :, None, None]
+    std = torch.tensor(IMAGE_STD, device=images.device)[None, :, None, None]
+    return (images * std + mean).clamp(0, 1)
+
+
+def build_model(cfg: ModelConfig, vocab: TextVocab) -> M3AE:
+    """The model a config describes (random init, or local weights the config names)."""
+    return M3AE(cfg, vocab)
