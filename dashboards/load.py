@@ -1,0 +1,245 @@
+"""Read a study out of MLflow into tidy pandas frames (the MLflow layout in shared/DESIGN.md).
+
+`load_study` does one `mlflow.search_runs` per run kind and reshapes the result:
+- `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,
+  pretrain_run_id, one column per factor (dotted path, values parsed back to numbers), one column
+  per final metric (`synth_vqa/overall_acc`, `cost/pretrain_seconds`, ...).
+- `stages`: one row per pre-train / fine-tune run: run_id, kind, parent_run_id, task.
+Step curves and images are fetched on demand (`metric_histories`, `latest_reconstruction`),
+because they cost one request per run and key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import yaml
+from mlflow.tracking import MlflowClient
+
+from dashboards.summaries import parse_value
+
+FACTOR_TAG = "tags.ablate.factor."
+COST_PREFIX = "cost/"
+PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+TRIAL_COLUMNS = ["run_id", "trial_id", "seed", "state", "error", "pretrain_run_id", "optuna_trial", "start_time"]
+
+
+class StudyNotFound(LookupError):
+    """No MLflow experiment of that name; the message lists the closest names."""
+
+
+@dataclass(frozen=True)
+class StudyData:
+    """Everything the dashboard draws, read once from MLflow."""
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    study_run_id: str | None
+    spec: dict
+    trials: pd.DataFrame
+    stages: pd.DataFrame
+    factors: list[str]
+    metrics: list[str]  # task metrics, headline first
+    costs: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str | None:
+        return self.metrics[0] if self.metrics else None
+
+    @property
+    def mode(self) -> str:
+        return str((self.spec.get("metric") or {}).get("mode", "max"))
+
+
+@contextlib.contextmanager
+def tracking_uri(uri: str) -> Iterator[None]:
+    """Point mlflow's fluent API (search_runs) at `uri` for a block, then restore the previous one."""
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def find_experiment(client: MlflowClient, name: str):
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment
+    names = [e.name for e in client.search_experiments()]
+    close = difflib.get_close_matches(name, names, n=3)
+    hint = f"; closest: {', '.join(close)}" if close else f"; studies in this store: {', '.join(names) or 'none'}"
+    raise StudyNotFound(f"no study named {name!r} in {client.tracking_uri}{hint}")
+
+
+def search_kind(experiment_id: str, kind: str) -> pd.DataFrame:
+    """All runs of one `ablate.kind` as mlflow.search_runs returns them (params.*, metrics.*, tags.*)."""
+    runs = mlflow.search_runs(
+        experiment_ids=[experiment_id],
+        filter_string=f"tags.`ablate.kind` = '{kind}'",
+        output_format="pandas",
+        max_results=1_000_000,
+    )
+    return runs if isinstance(runs, pd.DataFrame) else pd.DataFrame()
+
+
+def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
+    """Read the study `name` (an MLflow experiment) from the store at `uri`."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = find_experiment(client, name)
+    with tracking_uri(uri):
+        study_runs = search_kind(experiment.experiment_id, "study")
+        trial_runs = search_kind(experiment.experiment_id, "trial")
+        stage_runs = pd.concat(
+            [search_kind(experiment.experiment_id, k) for k in ("pretrain", "finetune")], ignore_index=True)
+    study_run_id = _latest(study_runs)
+    if spec is None:
+        spec = read_spec(client, study_runs)
+    trials = tidy_trials(trial_runs)
+    factors = factor_columns(trials, spec)
+    metrics = task_metrics(trials, spec)
+    costs = [c for c in trials.columns if c.startswith(COST_PREFIX)]
+    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials,
+                     tidy_stages(stage_runs), factors, metrics, costs)
+
+
+def _latest(runs: pd.DataFrame) -> str | None:
+    if runs.empty:
+        return None
+    return str(runs.sort_values("start_time").iloc[-1]["run_id"])
+
+
+def read_spec(client: MlflowClient, study_runs: pd.DataFrame) -> dict:
+    """The study file logged as `spec.yaml` on the newest study run that has one ({} if none)."""
+    for run_id in study_runs.sort_values("start_time", ascending=False)["run_id"] if not study_runs.empty else []:
+        names = {a.path for a in client.list_artifacts(run_id)}
+        if "spec.yaml" not in names:
+            continue
+        return yaml.safe_load(download(client, run_id, "spec.yaml").decode("utf-8")) or {}
+    return {}
+
+
+def tidy_trials(runs: pd.DataFrame) -> pd.DataFrame:
+    """search_runs rows of trial runs -> one row per trial id (its newest finished run, else newest run)."""
+    if runs.empty:
+        return pd.DataFrame(columns=TRIAL_COLUMNS)
+    out = pd.DataFrame({
+        "run_id": runs["run_id"],
+        "trial_id": _column(runs, "tags.ablate.trial_id").fillna(runs["run_id"]),
+        "seed": _column(runs, "tags.ablate.seed").map(parse_value),
+        "state": runs["status"].where(_column(runs, "tags.ablate.pruned").str.lower().ne("true"), "PRUNED"),
+        "error": _column(runs, "tags.ablate.error").fillna(""),
+        "pretrain_run_id": _column(runs, "tags.ablate.pretrain_run_id"),
+        "optuna_trial": _column(runs, "tags.ablate.optuna_trial").map(parse_value),
+        "start_time": runs["start_time"],
+    })
+    for column in runs.columns:
+        if column.startswith(FACTOR_TAG):
+            out[column[len(FACTOR_TAG):]] = runs[column].map(parse_value)
+        elif column.startswith("metrics.") and "/" in column:
+            out[column[len("metrics."):]] = pd.to_numeric(runs[column], errors="coerce")
+    out = out.assign(_finished=out["state"].eq("FINISHED"))
+    out = out.sort_values(["_finished", "start_time"]).drop_duplicates("trial_id", keep="last")
+    return out.drop(columns="_finished").sort_values("start_time").reset_index(drop=True)
+
+
+def tidy_stages(runs: pd.DataFrame) -> pd.DataFrame:
+    """Pre-train / fine-tune runs -> [run_id, kind, parent_run_id, task, state, metric_keys]."""
+    columns = ["run_id", "kind", "parent_run_id", "task", "state", "metric_keys"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    metric_keys = [c[len("metrics."):] for c in runs.columns if c.startswith("metrics.")]
+
+    def task_of(row: pd.Series) -> str | None:
+        tagged = row.get("tags.ablate.task")
+        if isinstance(tagged, str) and tagged:
+            return tagged
+        if row["tags.ablate.kind"] != "finetune":
+            return None
+        # `<task>/train_loss` names the task of a fine-tune run
+        logged = [k.split("/")[0] for k in metric_keys if pd.notna(row.get(f"metrics.{k}")) and "/" in k]
+        return logged[0] if logged else None
+
+    return pd.DataFrame({
+        "run_id": runs["run_id"],
+        "kind": runs["tags.ablate.kind"],
+        "parent_run_id": _column(runs, "tags.mlflow.parentRunId"),
+        "task": runs.apply(task_of, axis=1),
+        "state": runs["status"],
+        "metric_keys": runs.apply(lambda row: [k for k in metric_keys if pd.notna(row.get(f"metrics.{k}"))], axis=1),
+    }, columns=columns)
+
+
+def _column(runs: pd.DataFrame, name: str) -> pd.Series:
+    if name in runs:
+        return runs[name].astype("object").where(runs[name].notna(), None)
+    return pd.Series([None] * len(runs), index=runs.index, dtype="object")
+
+
+def factor_columns(trials: pd.DataFrame, spec: dict) -> list[str]:
+    """Factor paths in the study file's order, then any other `ablate.factor.*` tags."""
+    tagged = [c for c in trials.columns if c not in TRIAL_COLUMNS and "/" not in c]
+    declared = spec.get("factors") or {}
+    declared = list(declared) if isinstance(declared, dict) else [
+        f.get("path") if isinstance(f, dict) else str(f) for f in declared]
+    return [c for c in declared if c in tagged] + [c for c in tagged if c not in declared]
+
+
+def task_metrics(trials: pd.DataFrame, spec: dict) -> list[str]:
+    """Final `<task>/<metric>` columns, the study's headline metric first."""
+    names = [c for c in trials.columns if "/" in c and not c.startswith(COST_PREFIX)]
+    headline = (spec.get("metric") or {}).get("name")
+    if headline in names:
+        names.remove(headline)
+        names.insert(0, headline)
+    return names
+
+
+def metric_histories(client: MlflowClient, run_ids: Sequence[str], keys: Sequence[str]) -> pd.DataFrame:
+    """Step curves -> [run_id, key, step, value] (one get_metric_history request per run and key)."""
+    rows = []
+    for run_id in run_ids:
+        for key in keys:
+            for m in client.get_metric_history(run_id, key):
+                rows.append((run_id, key, m.step, m.value))
+    return pd.DataFrame(rows, columns=["run_id", "key", "step", "value"])
+
+
+def run_metric_keys(client: MlflowClient, run_id: str) -> list[str]:
+    return sorted(client.get_run(run_id).data.metrics)
+
+
+def latest_reconstruction(client: MlflowClient, run_id: str) -> tuple[int, bytes] | None:
+    """The PNG `reconstructions/step_<N>.png` with the largest N on a pre-train run: (N, bytes)."""
+    steps = []
+    for info in client.list_artifacts(run_id, "reconstructions"):
+        stem = Path(info.path).stem
+        if not info.is_dir and info.path.endswith(".png") and stem.startswith("step_") and stem[5:].isdigit():
+            steps.append((int(stem[5:]), info.path))
+    if not steps:
+        return None
+    step, path = max(steps)
+    return step, download(client, run_id, path)
+
+
+def download(client: MlflowClient, run_id: str, path: str) -> bytes:
+    """One artifact's bytes, without MLflow's progress bar on stderr."""
+    previous = os.environ.get(PROGRESS_BAR)
+    os.environ[PROGRESS_BAR] = "false"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            return Path(client.download_artifacts(run_id, path, dst_path=tmp)).read_bytes()
+    finally:
+        if previous is None:
+            os.environ.pop(PROGRESS_BAR, None)
+        else:
+            os.environ[PROGRESS_BAR] = previous

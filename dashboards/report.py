@@ -1,0 +1,318 @@
+"""Build the dashboard of a study (`build_report`) or of an Optuna search (`build_search_report`).
+
+Pipeline: load.load_study (MLflow -> frames) -> summaries (numbers) -> figures (Plotly) -> html (one page).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from dashboards import figures, html, load, summaries
+from dashboards.load import StudyData
+
+CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
+MAX_CURVE_RUNS = 48  # curves are one MLflow request per run and key: cap them for big studies
+DATASET_NOTE = (
+    "The paper's numbers come from its datasets (ROCO, MedICaT, VQA-RAD, SLAKE, ...); ours from this study's. "
+    "Absolute values are not comparable: compare the trend across settings and the ranking of the settings."
+)
+
+
+def build_report(study_name: str, tracking_uri: str, out: Path, spec: dict | None = None) -> Path:
+    """Read the study from MLflow, write its dashboard to `out` (one offline HTML file), return the path.
+    `spec` (the study file as a dict) defaults to the `spec.yaml` artifact of the study run."""
+    data = load.load_study(study_name, tracking_uri, spec)
+    page = html.Page(f"Study {study_name}", _subtitle(data))
+    add_study_sections(page, data)
+    return write(page, out)
+
+
+def write(page: html.Page, out: Path) -> Path:
+    """Write atomically (temp file + rename) so the MLflow UI never serves half a page."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(html.render(page), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _subtitle(data: StudyData) -> str:
+    counts = summaries.state_counts(data.trials) if len(data.trials) else pd.DataFrame(columns=["state", "trials"])
+    states = ", ".join(f"{n} {s.lower()}" for s, n in zip(counts["state"], counts["trials"])) or "no trials yet"
+    metric = f"headline {data.headline} ({data.mode})" if data.headline else "no metrics yet"
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{len(data.trials)} trials: {states} · {metric} · {data.tracking_uri} · built {now}"
+
+
+def add_study_sections(page: html.Page, data: StudyData) -> None:
+    """Every section of a study dashboard, in reading order."""
+    finished = data.trials[data.trials["state"] == "FINISHED"]
+    if data.headline and len(finished):
+        _headline_section(page, data, finished)
+        _reference_section(page, data, finished)
+        _significance_section(page, data, finished)
+    client = MlflowClient(tracking_uri=data.tracking_uri)
+    _training_section(page, data, client)
+    if data.headline and len(finished):
+        _cost_section(page, data, finished)
+    _reconstruction_section(page, data, client)
+    _state_section(page, data)
+
+
+def _headline_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
+    section = page.section("Results by factor", "Mean over seeds with a 95% t-interval; one panel per task metric.")
+    for factor in data.factors:
+        per_metric = {m: summaries.summarize(finished, [factor], m) for m in data.metrics}
+        others = [f for f in data.factors if f != factor]
+        page.figure(section, figures.metric_vs_factor(per_metric, factor, others))
+    numeric = [f for f in data.factors if summaries.is_numeric(list(finished[f]))]
+    if len(numeric) >= 2:
+        fx, fy = numeric[:2]
+        page.figure(section, figures.heatmap(summaries.summarize(finished, [fx, fy], data.headline),
+                                             fx, fy, data.headline))
+
+
+def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
+    reference = data.spec.get("reference") or {}
+    section = page.section("Beside the paper")
+    section.blocks.append(html.paragraph(DATASET_NOTE, "note"))
+    if not (reference.get("ranking") or reference.get("values")):
+        section.blocks.append(html.paragraph("This study file has no `reference` block, so there is nothing to compare."))
+        return
+    source = " · ".join(str(reference[k]) for k in ("source", "note") if reference.get(k))
+    paper_metric = reference.get("metric", data.headline)
+    if source:
+        section.blocks.append(html.paragraph(f"Paper: {source} (metric {paper_metric})."))
+    table, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
+    keys = sorted({k for s in (reference.get("ranking") or []) + [v["setting"] for v in reference.get("values") or []]
+                   for k in s})
+    settings = reference.get("ranking") or [v["setting"] for v in reference.get("values") or []]
+    plotted = table.copy()
+    for key in keys:  # the setting's factor values, to plot on the factor's own axis
+        lookup = {summaries.format_setting(s): s.get(key) for s in settings}
+        lookup.update({summaries.format_setting(v["setting"]): v["setting"].get(key) for v in reference.get("values") or []})
+        plotted[key] = plotted["setting"].map(lookup)
+    if plotted["mean"].notna().any():
+        page.figure(section, figures.ours_vs_paper(plotted[plotted["mean"].notna()], keys, data.headline, paper_metric))
+    section.blocks.append(html.paragraph(_agreement_text(agreement)))
+    shown = pd.DataFrame({
+        "setting": table["setting"],
+        "paper": table["paper_value"],
+        "paper rank": table["paper_rank"],
+        f"ours ({data.headline})": [_mean_ci_text(r) for _, r in table.iterrows()],
+        "our rank": table["our_rank"],
+        "ranking agrees?": table["agrees"].map({True: "yes", False: "no"}).fillna("–"),
+    })
+    section.blocks.append(html.table_html(shown, ["flag" if a is False else "" for a in table["agrees"]]))
+
+
+def _agreement_text(agreement: dict) -> str:
+    if agreement["n"] == 0:
+        return "None of the paper's settings has finished trials here yet."
+    best = {True: "Our best setting is the paper's best.", False: "Our best setting is NOT the paper's best.",
+            None: ""}[agreement["best_agrees"]]
+    tau = agreement["kendall_tau"]
+    tau_text = f"Kendall's tau between the rankings: {tau:.2f} over {agreement['n']} settings." if pd.notna(tau) else ""
+    return f"{best} {tau_text}".strip()
+
+
+def _mean_ci_text(row: pd.Series) -> str:
+    if pd.isna(row["mean"]):
+        return "–"
+    half = (row["ci_high"] - row["ci_low"]) / 2
+    return f"{row['mean']:.4g} ± {half:.2g} (n={row['n']})" if pd.notna(half) else f"{row['mean']:.4g} (n={row['n']})"
+
+
+def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
+    section = page.section(
+        "Are the differences real?",
+        f"Each level against the best level on {data.headline}: paired t-test over seeds (pairs agree on the seed "
+        "and the other factors), a bootstrap when there are fewer than two pairs. Rows not significant at 5% "
+        "are shaded red: the difference may be noise.")
+    groupings = [[f] for f in data.factors] + ([list(data.factors)] if len(data.factors) > 1 else [])
+    for by in groupings:
+        pair_on = ["seed"] + [f for f in data.factors if f not in by]
+        tests = summaries.paired_vs_best(finished, by, data.headline, data.mode, pair_on)
+        if tests.empty:
+            continue
+        shown = pd.DataFrame({
+            "level": [summaries.format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
+            "mean": tests["mean"], "difference vs best": tests["diff"], "pairs": tests["n_pairs"],
+            "test": tests["test"], "p": tests["p_value"],
+            "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
+        })
+        classes = ["best" if b else ("" if s else "flag") for b, s in zip(tests["is_best"], tests["significant"])]
+        section.blocks.append(f"<h3>{' × '.join(by)}</h3>" + html.table_html(shown, classes))
+
+
+def _setting_labels(trials: pd.DataFrame, factors: list[str]) -> pd.Series:
+    """A short label per trial from the factors that vary among `trials` ("mim.mask_ratio=0.75")."""
+    varying = [f for f in factors if trials[f].astype(str).nunique() > 1]
+    if not varying:
+        return pd.Series(["all trials"] * len(trials), index=trials.index)
+    return trials.apply(lambda r: summaries.format_setting({f: r[f] for f in varying}), axis=1)
+
+
+def _pretrain_runs(data: StudyData) -> pd.DataFrame:
+    """Pre-train runs with the label of the trial that trained them: [run_id, label, metric_keys]."""
+    stages = data.stages[data.stages["kind"] == "pretrain"]
+    if stages.empty or data.trials.empty:
+        return pd.DataFrame(columns=["run_id", "label", "metric_keys"])
+    owners = data.trials.set_index("run_id")
+    linked = data.trials.dropna(subset=["pretrain_run_id"]).drop_duplicates("pretrain_run_id").set_index("pretrain_run_id")
+    rows = []
+    for _, stage in stages.iterrows():
+        trial = owners.loc[stage["parent_run_id"]] if stage["parent_run_id"] in owners.index else (
+            linked.loc[stage["run_id"]] if stage["run_id"] in linked.index else None)
+        if trial is not None:
+            rows.append({"run_id": stage["run_id"], "metric_keys": stage["metric_keys"],
+                         **{f: trial[f] for f in data.factors}})
+    runs = pd.DataFrame(rows, columns=["run_id", "metric_keys", *data.factors])
+    runs["label"] = _setting_labels(runs, data.factors) if len(runs) else []
+    return runs
+
+
+def _pick(runs: pd.DataFrame) -> pd.DataFrame:
+    """At most CURVES_PER_LEVEL runs per label and MAX_CURVE_RUNS in all."""
+    return runs.groupby("label", sort=False).head(CURVES_PER_LEVEL).head(MAX_CURVE_RUNS)
+
+
+def _training_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
+    section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting.")
+    pretrain = _pick(_pretrain_runs(data))
+    keys = sorted({k for ks in pretrain["metric_keys"] for k in ks if k.startswith("pretrain/")})
+    if keys:
+        history = load.metric_histories(client, list(pretrain["run_id"]), keys)
+        history = history.merge(pretrain[["run_id", "label"]], on="run_id")
+        page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
+    finetune = data.stages[(data.stages["kind"] == "finetune") & data.stages["task"].notna()]
+    trials = data.trials.assign(label=_setting_labels(data.trials, data.factors))[["run_id", "label"]]
+    finetune = finetune.merge(trials, left_on="parent_run_id", right_on="run_id", suffixes=("", "_trial"))
+    for task, runs in finetune.groupby("task", sort=True):
+        runs = _pick(runs)
+        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/")})
+        history = load.metric_histories(client, list(runs["run_id"]), keys)
+        history = history.merge(runs[["run_id", "label"]], on="run_id")
+        # final test numbers are single points: keep only keys logged over several steps
+        keys = [k for k in keys if history[history["key"] == k]["step"].nunique() > 1]
+        if keys:
+            page.figure(section, figures.curves(history, keys, "label", f"Fine-tuning: {task}"))
+    if not section.blocks:
+        section.blocks.append(html.paragraph("No step curves logged yet."))
+
+
+def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
+    costs = [c for c in ("cost/pretrain_seconds", "cost/flops") if c in finished and finished[c].notna().any()]
+    if not costs:
+        return
+    section = page.section("Cost", "Mean per setting; the Pareto front joins the settings nothing beats on both axes.")
+    by = data.factors or ["seed"]
+    points = finished.groupby(by, sort=False, dropna=False)[[data.headline, *costs]].mean().reset_index()
+    points = points.rename(columns={data.headline: "mean"})
+    points["label"] = _setting_labels(points, data.factors) if data.factors else points["seed"].astype(str)
+    for cost in costs:
+        points[f"front_{cost}"] = summaries.pareto_front(points, cost, "mean", data.mode)
+    page.figure(section, figures.cost_vs_metric(points, costs, data.headline))
+
+
+def _reconstruction_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
+    runs = _pretrain_runs(data)
+    if runs.empty:
+        return
+    section = page.section("MIM reconstructions", "Latest logged grid per setting: original / masked / reconstructed.")
+    for _, run in runs.drop_duplicates("label").head(MAX_CURVE_RUNS).iterrows():
+        found = load.latest_reconstruction(client, run["run_id"])
+        if found:
+            step, png = found
+            section.blocks.append(html.image_html(png, f"{run['label']} · step {step}"))
+    if not section.blocks:
+        section.blocks.append(html.paragraph("No reconstruction images logged."))
+
+
+def _state_section(page: html.Page, data: StudyData) -> None:
+    section = page.section("Trials and failures")
+    if data.trials.empty:
+        section.blocks.append(html.paragraph("No trial has started yet."))
+        return
+    page.figure(section, figures.states(summaries.state_counts(data.trials)))
+    failed = data.trials[data.trials["state"].isin(["FAILED", "KILLED"])]
+    if len(failed):
+        shown = pd.DataFrame({
+            "trial": failed["trial_id"], "setting": _setting_labels(data.trials, data.factors).loc[failed.index],
+            "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
+            "run": failed["run_id"]})
+        section.blocks.append(html.table_html(shown, ["flag"] * len(shown)))
+
+
+def build_search_report(study_name: str, tracking_uri: str, storage_url: str, out: Path,
+                        optuna_study_name: str | None = None) -> Path:
+    """The dashboard of an Optuna search: optuna.visualization figures, each trial linked to its
+    MLflow run, then the study sections built from the MLflow runs (when the experiment exists)."""
+    import optuna
+
+    study = optuna.load_study(study_name=optuna_study_name or study_name, storage=storage_url)
+    try:
+        data = load.load_study(study_name, tracking_uri)
+    except load.StudyNotFound:
+        data = None
+    page = html.Page(f"Search {study_name}", f"Optuna study {study.study_name} in {storage_url}"
+                     + (f" · {_subtitle(data)}" if data else " · no MLflow runs found"))
+    _search_sections(page, study, data)
+    if data is not None:
+        add_study_sections(page, data)
+    return write(page, out)
+
+
+def _search_sections(page: html.Page, study, data: StudyData | None) -> None:
+    import optuna
+    from optuna import visualization as vis
+
+    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    section = page.section("Search", f"{len(study.trials)} trials, {len(complete)} complete; "
+                           f"objectives: {', '.join(f'{n} ({d.name.lower()})' for n, d in zip(names, study.directions))}.")
+    if not complete:
+        section.blocks.append(html.paragraph("No trial has completed yet: nothing to plot."))
+    else:
+        if len(names) > 1:
+            page.figure(section, vis.plot_pareto_front(study, target_names=names))
+        for i, name in enumerate(names):
+            target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
+            page.figure(section, vis.plot_optimization_history(study, target=target, target_name=name))
+            try:
+                page.figure(section, vis.plot_param_importances(study, target=target, target_name=name))
+            except (RuntimeError, ValueError) as error:  # fewer than 2 trials, or no parameter varies
+                section.blocks.append(html.paragraph(f"Parameter importances for {name}: not available ({error})."))
+            page.figure(section, vis.plot_parallel_coordinate(study, target=target, target_name=name))
+            page.figure(section, vis.plot_slice(study, target=target, target_name=name))
+    section.blocks.append(html.table_html(_search_trials_table(study, names, data)))
+
+
+def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.DataFrame:
+    """Optuna trials with their MLflow run: the trial's `mlflow_run_id` user attribute, else the MLflow
+    trial run tagged `ablate.optuna_trial` = number."""
+    by_number = {}
+    if data is not None and "optuna_trial" in data.trials:
+        by_number = {int(n): r for n, r in zip(data.trials["optuna_trial"], data.trials["run_id"]) if pd.notna(n)}
+    rows = []
+    for t in study.trials:
+        run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(t.number)
+        values = t.values or [None] * len(names)
+        rows.append({"trial": t.number, "state": t.state.name, **dict(zip(names, values)),
+                     **{k: v for k, v in t.params.items()}, "MLflow run": _run_link(data, run_id)})
+    return pd.DataFrame(rows)
+
+
+def _run_link(data: StudyData | None, run_id: str | None) -> object:
+    if not run_id:
+        return None
+    if data is not None and data.tracking_uri.startswith(("http://", "https://")):
+        url = f"{data.tracking_uri.rstrip('/')}/#/experiments/{data.experiment_id}/runs/{run_id}"
+        return html.Html(f'<a href="{url}">{run_id}</a>')
+    return run_id

@@ -1,0 +1,293 @@
+"""The numbers behind the dashboard: pure functions of pandas frames (no MLflow, no Plotly).
+
+Every function takes a tidy frame of trials (one row per trial run: factor columns, `seed`,
+metric columns) and returns a small frame the renderers draw. They are tested against
+hand-computed numbers in tests/test_dashboards_summaries.py.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CONFIDENCE = 0.95
+ALPHA = 1.0 - CONFIDENCE
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def parse_value(text: object) -> object:
+    """A tag value back to a Python value: "0.75" -> 0.75, "4" -> 4, "true" -> True, else the string."""
+    if not isinstance(text, str):
+        return text
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def is_numeric(values: Sequence[object]) -> bool:
+    """True when every non-missing value is a real number (bools are categories, not numbers)."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return bool(present) and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+        for v in present
+    )
+
+
+def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
+    """Mean and two-sided t-interval over seeds: (mean, low, high, n).
+
+    With one value the interval is unknown (NaN); with none everything is NaN.
+    [1, 2, 3] -> mean 2, half-width t(0.975, 2) * 1 / sqrt(3) = 2.484.
+    """
+    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    n = len(x)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(x.mean())
+    if n == 1:
+        return mean, math.nan, math.nan, 1
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half, n
+
+
+def summarize(trials: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFrame:
+    """Mean, 95% CI and n of `metric` per level of the columns `by` (other factors averaged over).
+
+    Returns columns [*by, mean, ci_low, ci_high, n, std], one row per level, in first-seen order.
+    """
+    if metric not in trials:
+        return pd.DataFrame(columns=[*by, "mean", "ci_low", "ci_high", "n", "std"])
+    rows = []
+    for key, group in trials.groupby(list(by), sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        values = group[metric].dropna().to_numpy(dtype=float)
+        mean, low, high, n = mean_ci(values)
+        std = float(values.std(ddof=1)) if n > 1 else math.nan
+        rows.append({**dict(zip(by, key)), "mean": mean, "ci_low": low, "ci_high": high, "n": n, "std": std})
+    out = pd.DataFrame(rows, columns=[*by, "mean", "ci_low", "ci_high", "n", "std"])
+    return sort_levels(out, by)
+
+
+def sort_levels(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Numeric factor levels ascending; categorical ones keep the order they were run in."""
+    numeric = [c for c in by if is_numeric(list(frame[c]))]
+    if not numeric:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(numeric, kind="stable").reset_index(drop=True)
+
+
+def best_level(summary: pd.DataFrame, mode: str) -> int:
+    """Row index of the best mean (mode "max" or "min"); NaN means never win."""
+    means = summary["mean"].astype(float)
+    if means.isna().all():
+        raise ValueError("no finished trial has a value for this metric")
+    return int(means.idxmax() if mode == "max" else means.idxmin())
+
+
+def paired_vs_best(
+    trials: pd.DataFrame, by: Sequence[str], metric: str, mode: str, pair_on: Sequence[str]
+) -> pd.DataFrame:
+    """Each level of `by` against the best level: mean difference and a test of it.
+
+    Trials pair up when they agree on `pair_on` (the seed, and the other factors' levels).
+    With >= 2 pairs: paired t-test (scipy.stats.ttest_rel). With fewer pairs but >= 2 values on
+    each side: a bootstrap of the difference of means. Otherwise no test (p = NaN).
+    Returns [*by, mean, diff, n_pairs, test, p_value, significant, is_best].
+    """
+    summary = summarize(trials, by, metric)
+    columns = [*by, "mean", "diff", "n_pairs", "test", "p_value", "significant", "is_best"]
+    if summary.empty or summary["mean"].isna().all():
+        return pd.DataFrame(columns=columns)
+    best_index = best_level(summary, mode)
+    best = summary.loc[best_index, list(by)].to_dict()
+    best_mean = float(summary.loc[best_index, "mean"])
+    best_rows = _select(trials, best)
+    rows = []
+    for index, level in summary.iterrows():
+        setting = {c: level[c] for c in by}
+        is_best = index == best_index
+        other_rows = _select(trials, setting)
+        if is_best:
+            rows.append({**setting, "mean": level["mean"], "diff": 0.0, "n_pairs": len(best_rows),
+                         "test": "best", "p_value": math.nan, "significant": False, "is_best": True})
+            continue
+        test, p_value, n_pairs = compare(other_rows, best_rows, metric, pair_on)
+        rows.append({**setting, "mean": level["mean"], "diff": level["mean"] - best_mean,
+                     "n_pairs": n_pairs, "test": test, "p_value": p_value,
+            "significant": bool(p_value < ALPHA) if not math.isnan(p_value) else False, "is_best": False})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, pair_on: Sequence[str]) -> tuple[str, float, int]:
+    """Test whether `metric` differs between trial sets a and b: (test name, two-sided p, pairs)."""
+    pairs = a[[*pair_on, metric]].merge(b[[*pair_on, metric]], on=list(pair_on), suffixes=("_a", "_b"))
+    pairs = pairs.dropna(subset=[f"{metric}_a", f"{metric}_b"])
+    x, y = pairs[f"{metric}_a"].to_numpy(float), pairs[f"{metric}_b"].to_numpy(float)
+    if len(pairs) >= 2:
+        return "paired t", paired_t_pvalue(x, y), len(pairs)
+    xa, xb = a[metric].dropna().to_numpy(float), b[metric].dropna().to_numpy(float)
+    if len(xa) >= 2 and len(xb) >= 2:
+        return "bootstrap", bootstrap_pvalue(xa, xb), len(pairs)
+    return "too few seeds", math.nan, len(pairs)
+
+
+def paired_t_pvalue(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided paired t-test p-value; identical differences (zero spread) give 1.0 or 0.0."""
+    diff = x - y
+    if np.allclose(diff, diff[0]):
+        return 1.0 if np.isclose(diff[0], 0.0) else 0.0
+    return float(stats.ttest_rel(x, y).pvalue)
+
+
+def bootstrap_pvalue(a: np.ndarray, b: np.ndarray, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> float:
+    """Two-sided bootstrap p-value for mean(a) - mean(b) (resampling each group, fixed seed)."""
+    rng = np.random.default_rng(seed)
+    means_a = rng.choice(a, size=(resamples, len(a))).mean(axis=1)
+    means_b = rng.choice(b, size=(resamples, len(b))).mean(axis=1)
+    diffs = means_a - means_b
+    tail = min((diffs <= 0).mean(), (diffs >= 0).mean())
+    return float(min(1.0, 2 * tail))
+
+
+def _select(trials: pd.DataFrame, setting: Mapping[str, object]) -> pd.DataFrame:
+    mask = np.ones(len(trials), dtype=bool)
+    for column, value in setting.items():
+        mask &= trials[column].map(lambda v, value=value: same_value(v, value)).to_numpy(bool)
+    return trials[mask]
+
+
+def same_value(a: object, b: object) -> bool:
+    """Factor levels compare equal across types: 0.75 == "0.75", 1 == 1.0, NaN == NaN."""
+    a, b = parse_value(a), parse_value(b)
+    if is_numeric([a]) and is_numeric([b]):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12) or (
+            math.isnan(float(a)) and math.isnan(float(b)))
+    return a == b
+
+
+def ranks(values: Sequence[float], mode: str) -> np.ndarray:
+    """1 = best; ties share the mean rank."""
+    x = np.asarray(values, dtype=float)
+    return stats.rankdata(-x if mode == "max" else x, method="average")
+
+
+def compare_with_reference(
+    trials: pd.DataFrame, reference: Mapping, metric: str, mode: str
+) -> tuple[pd.DataFrame, dict]:
+    """Our results beside the paper's, setting by setting.
+
+    `reference` is the study's reference block: `ranking` (settings, best first) and/or
+    `values` ([{setting, value}]). Settings are dicts of factor path -> value; our trials are
+    grouped by the keys the reference uses (other factors averaged over).
+    Returns (table, agreement): the table has columns setting, paper_value, paper_rank, mean,
+    ci_low, ci_high, n, our_rank, agrees; agreement has kendall_tau, p_value, best_agrees, n.
+    """
+    settings, paper_values = _reference_settings(reference)
+    columns = ["setting", "paper_value", "paper_rank", "mean", "ci_low", "ci_high", "n", "our_rank", "agrees"]
+    empty = {"kendall_tau": math.nan, "p_value": math.nan, "best_agrees": None, "n": 0}
+    if not settings:
+        return pd.DataFrame(columns=columns), empty
+    keys = sorted({k for s in settings for k in s})
+    missing = [k for k in keys if k not in trials]
+    if missing:
+        raise KeyError(f"reference setting uses {missing}, which is not a factor of this study "
+                       f"(factors: {[c for c in trials.columns if '.' in c]})")
+    rows = []
+    for i, setting in enumerate(settings):
+        ours = _select(trials, setting)
+        mean, low, high, n = mean_ci(ours[metric].dropna().to_numpy(float) if metric in ours else [])
+        rows.append({"setting": format_setting(setting), "paper_value": paper_values[i],
+                     "paper_rank": math.nan, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
+    table = pd.DataFrame(rows, columns=columns)
+    paper_rank = pd.Series(_paper_ranks(reference, settings, paper_values, mode), index=table.index)
+    have = table["mean"].notna() & paper_rank.notna()
+    our_rank = pd.Series(math.nan, index=table.index)
+    our_rank[have] = ranks(table.loc[have, "mean"], mode)
+    # Re-rank the paper among the settings we have, so a setting we lack does not shift the ranks.
+    paper_rank[have] = stats.rankdata(paper_rank[have], method="average")
+    table["paper_rank"], table["our_rank"] = paper_rank, our_rank
+    table["agrees"] = [bool(our_rank[i] == paper_rank[i]) if have[i] else None for i in table.index]
+    agreement = dict(empty, n=int(have.sum()))
+    if have.sum() >= 2:
+        tau = stats.kendalltau(table.loc[have, "paper_rank"], table.loc[have, "our_rank"])
+        agreement["kendall_tau"], agreement["p_value"] = float(tau.statistic), float(tau.pvalue)
+    if have.any():
+        agreement["best_agrees"] = bool(
+            (table.loc[have, "paper_rank"] == 1).eq(table.loc[have, "our_rank"] == 1).all())
+    return table, agreement
+
+
+def _reference_settings(reference: Mapping) -> tuple[list[dict], list[float]]:
+    """Union of the settings in `ranking` and `values`, in ranking order, with paper values (or NaN)."""
+    settings: list[dict] = []
+    values: list[float] = []
+
+    def index_of(setting: dict) -> int:
+        for i, known in enumerate(settings):
+            if known.keys() == setting.keys() and all(same_value(known[k], setting[k]) for k in known):
+                return i
+        settings.append(dict(setting))
+        values.append(math.nan)
+        return len(settings) - 1
+
+    for setting in reference.get("ranking") or []:
+        index_of(setting)
+    for entry in reference.get("values") or []:
+        values[index_of(entry["setting"])] = float(entry["value"])
+    return settings, values
+
+
+def _paper_ranks(reference: Mapping, settings: list[dict], values: list[float], mode: str) -> np.ndarray:
+    """The paper's rank per setting: its `ranking` order when given, else ranked by its values."""
+    ranking = reference.get("ranking") or []
+    if ranking:
+        out = np.full(len(settings), np.nan)
+        out[: len(ranking)] = np.arange(1, len(ranking) + 1)
+        return out
+    return ranks(values, mode)
+
+
+def format_setting(setting: Mapping[str, object]) -> str:
+    """{"model.mim.mask_ratio": 0.75} -> "mim.mask_ratio=0.75" (the last two path parts)."""
+    return ", ".join(f"{short_name(k)}={v}" for k, v in setting.items())
+
+
+def short_name(path: str) -> str:
+    parts = path.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 else path
+
+
+def pareto_front(points: pd.DataFrame, cost: str, value: str, mode: str) -> pd.Series:
+    """Boolean mask of the points no other point beats: lower-or-equal cost and better-or-equal value,
+    strictly better in one. NaN points are never on the front."""
+    c = points[cost].to_numpy(float)
+    v = points[value].to_numpy(float)
+    v = v if mode == "max" else -v
+    ok = np.isfinite(c) & np.isfinite(v)
+    front = np.zeros(len(points), dtype=bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (c <= c[i]) & (v >= v[i]) & ((c < c[i]) | (v > v[i]))
+        front[i] = not dominated.any()
+    return pd.Series(front, index=points.index)
+
+
+def state_counts(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials per state (FINISHED, FAILED, KILLED, RUNNING, PRUNED) -> [state, trials]."""
+    counts = trials["state"].value_counts()
+    order = ["FINISHED", "PRUNED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"]
+    states = [s for s in order if s in counts] + sorted(s for s in counts.index if s not in order)
+    return pd.DataFrame({"state": states, "trials": [int(counts[s]) for s in states]})
