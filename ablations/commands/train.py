@@ -1,0 +1,96 @@
+"""`ablate train`: one pre-train -> fine-tune run, no tracking server.
+
+    ablate train --profile laptop --set model.mim.mask_ratio=0.5 --tasks synth_vqa,synth_cls
+
+Writes under <workdir>/train/<run-name>/: config.yaml, pretrain/checkpoint.pt,
+pretrain/reconstructions/step_<N>.png, <task>/metrics.json and metrics.json
+(everything); data and tokenizer caches go to <workdir>/cache. Prints a results table.
+Running the same command again resumes / re-uses the finished pre-training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="laptop", help="smoke | laptop | paper (default laptop)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a config value, e.g. model.mim.mask_ratio=0.5 (repeatable)")
+    parser.add_argument("--tasks", default=None, help="comma-separated fine-tuning tasks (default: the profile's)")
+    parser.add_argument("--run-name", default=None,
+                        help="folder under <workdir>/train (default: <profile>-<trial id of the config>)")
+
+
+class _Printer:
+    """Prints evaluations and stage ends as they happen (one line each)."""
+
+    def on_stage_start(self, stage):
+        print(f"[{stage}] started", flush=True)
+
+    def on_step(self, stage, step, metrics):
+        pass
+
+    def on_eval(self, stage, step, metrics):
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        print(f"[{stage}] step {step}: {shown}", flush=True)
+
+    def on_artifact(self, stage, path):
+        pass
+
+    def on_end(self, stage, metrics):
+        pass
+
+
+def resolve_config(profile_name: str, overrides: list[str], tasks: str | None):
+    from m3ae.config import apply_overrides, profile
+
+    cfg = apply_overrides(profile(profile_name), overrides)
+    if tasks:
+        cfg = apply_overrides(cfg, {"finetune.tasks": [t.strip() for t in tasks.split(",") if t.strip()]})
+    return cfg
+
+
+def results_table(results: dict) -> str:
+    """One line per (task, metric): test value and the selected epoch's validation value."""
+    lines = [f"{'task':<14}{'metric':<14}{'test':>8}{'val':>8}"]
+    for task, res in results.items():
+        for name, value in res["test"].items():
+            val = (res["val"] or {}).get(name, float("nan"))
+            lines.append(f"{task:<14}{name:<14}{value:>8.2f}{val:>8.2f}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from m3ae.config import to_yaml, trial_id
+    from m3ae.train import finetune, pretrain
+
+    cfg = resolve_config(args.profile, args.overrides, args.tasks)
+    run_dir: Path = args.workdir / "train" / (args.run_name or f"{args.profile}-{trial_id(cfg)}")
+    cache_dir: Path = args.workdir / "cache"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    print(f"ablate train: {run_dir}", flush=True)
+    printer = [_Printer()]
+
+    summary: dict = {"config": str(run_dir / "config.yaml"), "pretrain": None, "tasks": {}}
+    checkpoint = None
+    if cfg.pretrain.enabled:
+        pre = pretrain(cfg, run_dir / "pretrain", cache_dir, printer)
+        checkpoint = pre.checkpoint
+        summary["pretrain"] = {"checkpoint": str(pre.checkpoint), "metrics": pre.metrics,
+                               "seconds": pre.seconds, "flops": pre.flops}
+        print(f"[pretrain] {cfg.pretrain.steps} steps, {pre.seconds:.1f} s, {pre.flops / 1e12:.3g} TFLOPs, "
+              f"checkpoint {pre.checkpoint}", flush=True)
+    for task in cfg.finetune.tasks:
+        res = finetune(cfg, task, checkpoint, run_dir / task, cache_dir, printer)
+        summary["tasks"][task] = {"test": res.metrics, "val": res.val_metrics, "best_epoch": res.best_epoch,
+                                  "seconds": res.seconds, "flops": res.flops}
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print()
+    print(results_table(summary["tasks"]))
+    print(f"\nwrote {run_dir / 'metrics.json'}", file=sys.stderr)
+    return 0
