@@ -1,6 +1,6 @@
 """Read a study out of MLflow into tidy pandas frames (the MLflow layout in shared/DESIGN.md).
 
-`load_study` does one `mlflow.search_runs` per run kind and reshapes the result:
+`load_study` does one run search per run kind (in mlflow.search_runs' columns) and reshapes the result:
 - `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,
   pretrain_run_id, one column per factor (dotted path, values parsed back to numbers), one column
   per final metric (`synth_vqa/overall_acc`, `cost/pretrain_seconds`, ...).
@@ -11,15 +11,13 @@ because they cost one request per run and key.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
@@ -29,6 +27,7 @@ from dashboards.summaries import parse_value
 FACTOR_TAG = "tags.ablate.factor."
 COST_PREFIX = "cost/"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+SEARCH_PAGE = 10_000  # the sqlite store serves at most 50,000 runs a page
 TRIAL_COLUMNS = ["run_id", "trial_id", "seed", "state", "error", "pretrain_run_id", "optuna_trial", "start_time"]
 
 
@@ -57,18 +56,19 @@ class StudyData:
 
     @property
     def mode(self) -> str:
-        return str((self.spec.get("metric") or {}).get("mode", "max"))
+        return headline_metric(self.spec)[1]
 
 
-@contextlib.contextmanager
-def tracking_uri(uri: str) -> Iterator[None]:
-    """Point mlflow's fluent API (search_runs) at `uri` for a block, then restore the previous one."""
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
+def headline_metric(spec: dict) -> tuple[str | None, str]:
+    """(metric name, "max" | "min") from a study's `metric` or a search's first `objectives` entry."""
+    metric = spec.get("metric")
+    if isinstance(metric, dict) and metric.get("name"):
+        return str(metric["name"]), str(metric.get("mode", "max"))
+    objectives = spec.get("objectives") or []
+    if objectives and isinstance(objectives[0], dict) and objectives[0].get("metric"):
+        direction = str(objectives[0].get("direction", "maximize"))
+        return str(objectives[0]["metric"]), "min" if direction.startswith("min") else "max"
+    return None, "max"
 
 
 def find_experiment(client: MlflowClient, name: str):
@@ -81,26 +81,38 @@ def find_experiment(client: MlflowClient, name: str):
     raise StudyNotFound(f"no study named {name!r} in {client.tracking_uri}{hint}")
 
 
-def search_kind(experiment_id: str, kind: str) -> pd.DataFrame:
-    """All runs of one `ablate.kind` as mlflow.search_runs returns them (params.*, metrics.*, tags.*)."""
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string=f"tags.`ablate.kind` = '{kind}'",
-        output_format="pandas",
-        max_results=1_000_000,
-    )
-    return runs if isinstance(runs, pd.DataFrame) else pd.DataFrame()
+def search_kind(client: MlflowClient, experiment_id: str, kind: str) -> pd.DataFrame:
+    """All runs of one `ablate.kind` in the columns mlflow.search_runs uses (run_id, status,
+    start_time, params.*, metrics.* as last values, tags.*).
+
+    Paged through MlflowClient rather than mlflow.search_runs: the fluent call reads only the
+    process-wide tracking URI, and setting that rewrites MLFLOW_TRACKING_URI for the whole process.
+    """
+    rows, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`ablate.kind` = '{kind}'",
+                                  max_results=SEARCH_PAGE, page_token=token)
+        for run in page:
+            row = {"run_id": run.info.run_id, "status": run.info.status,
+                   "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
+                   "end_time": pd.to_datetime(run.info.end_time, unit="ms", utc=True)}
+            row.update({f"params.{k}": v for k, v in run.data.params.items()})
+            row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
+            row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
+            rows.append(row)
+        token = page.token
+        if not token:
+            return pd.DataFrame(rows)
 
 
 def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
     """Read the study `name` (an MLflow experiment) from the store at `uri`."""
     client = MlflowClient(tracking_uri=uri)
     experiment = find_experiment(client, name)
-    with tracking_uri(uri):
-        study_runs = search_kind(experiment.experiment_id, "study")
-        trial_runs = search_kind(experiment.experiment_id, "trial")
-        stage_runs = pd.concat(
-            [search_kind(experiment.experiment_id, k) for k in ("pretrain", "finetune")], ignore_index=True)
+    study_runs = search_kind(client, experiment.experiment_id, "study")
+    trial_runs = search_kind(client, experiment.experiment_id, "trial")
+    stage_runs = pd.concat(
+        [search_kind(client, experiment.experiment_id, k) for k in ("pretrain", "finetune")], ignore_index=True)
     study_run_id = _latest(study_runs)
     if spec is None:
         spec = read_spec(client, study_runs)
@@ -188,7 +200,7 @@ def _column(runs: pd.DataFrame, name: str) -> pd.Series:
 def factor_columns(trials: pd.DataFrame, spec: dict) -> list[str]:
     """Factor paths in the study file's order, then any other `ablate.factor.*` tags."""
     tagged = [c for c in trials.columns if c not in TRIAL_COLUMNS and "/" not in c]
-    declared = spec.get("factors") or {}
+    declared = spec.get("factors") or spec.get("space") or {}
     declared = list(declared) if isinstance(declared, dict) else [
         f.get("path") if isinstance(f, dict) else str(f) for f in declared]
     return [c for c in declared if c in tagged] + [c for c in tagged if c not in declared]
@@ -197,7 +209,7 @@ def factor_columns(trials: pd.DataFrame, spec: dict) -> list[str]:
 def task_metrics(trials: pd.DataFrame, spec: dict) -> list[str]:
     """Final `<task>/<metric>` columns, the study's headline metric first."""
     names = [c for c in trials.columns if "/" in c and not c.startswith(COST_PREFIX)]
-    headline = (spec.get("metric") or {}).get("name")
+    headline = headline_metric(spec)[0]
     if headline in names:
         names.remove(headline)
         names.insert(0, headline)
