@@ -1,0 +1,45 @@
+"""`ablate list`: the studies in the store and their trials' states."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
+
+
+def run(args) -> int:
+    from collections import Counter
+
+    from ablations import tracking
+    from ablations.study import render_table
+
+    uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    if uri.startswith("sqlite:") and not (args.workdir / "mlflow.db").exists():
+        print(f"no studies yet in {args.workdir} (run `ablate run STUDY.yaml`)")
+        return 0
+    tracker = tracking.Tracker(uri)
+    rows = []
+    for experiment in tracker.client.search_experiments():
+        studies = tracker.runs(experiment.experiment_id, f"tags.`{tracking.KIND}` = 'study'")
+        if not studies:
+            continue
+        trials = tracking.latest_trial_runs(tracker, experiment.experiment_id)
+        states = Counter("PRUNED" if r.data.tags.get(tracking.PRUNED) == "true" else r.info.status
+                         for r in trials.values())
+        last = max(r.info.start_time for r in studies)
+        rows.append([experiment.name, str(len(trials)), *[str(states.get(s, 0)) for s in
+                     ("FINISHED", "FAILED", "RUNNING", "KILLED", "PRUNED")], str(len(studies)),
+                     _time(last)])
+    if not rows:
+        print(f"no studies yet in {uri}")
+        return 0
+    print(render_table(["study", "trials", "finished", "failed", "running", "killed", "pruned", "invocations",
+                        "last run"], rows))
+    return 0
+
+
+def _time(ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))

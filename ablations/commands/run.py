@@ -1,0 +1,47 @@
+"""`ablate run STUDY.yaml`: run a grid study on Ray Tune, tracked in MLflow.
+
+Re-running the same command skips trials that finished (by trial id) and
+resumes the rest; `--dry-run` prints the trial table and creates nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("study", type=Path, help="the study YAML file")
+    parser.add_argument("--profile", default=None, help="override the study's profile (smoke | laptop | paper)")
+    parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                        help="run at most N trials at once (default: as many as the resources allow)")
+    parser.add_argument("--address", default=None,
+                        help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trials and exit")
+    parser.add_argument("--retry-failed", action="store_true", help="also re-run trials that failed before")
+
+
+def run(args) -> int:
+    from ablations.cli import UsageError
+    from ablations.spec import load_spec
+    from ablations.study import expand, trial_table
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError("--max-concurrent must be at least 1")
+    spec = load_spec(args.study, args.profile)
+    trials = expand(spec)
+    if args.dry_run:
+        print(trial_table(spec, trials))
+        return 0
+
+    from ablations import tracking
+    from ablations.runner import run_study
+
+    uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
+                        max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed)
+    if outcome.failed:
+        print(f"{len(outcome.failed)} trial(s) failed; fix and re-run with --retry-failed")
+        return 1
+    return 0

@@ -1,0 +1,273 @@
+"""Run a study's trials on Ray Tune, tracked in MLflow, and summarise them.
+
+    run_study(spec, spec_text, workdir=..., tracking_uri=...)
+
+1. Opens the experiment, marks runs a dead process left RUNNING as KILLED,
+   and skips trials that already finished (by trial id).
+2. Opens this invocation's study run, then Tune runs the remaining trials
+   (`ablations.trial.run_trial`) with the study's resources per trial.
+3. Closes what Tune left open (ASHA stops, Ctrl-C), prints the results table,
+   builds the dashboard and logs it on the study run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ablations import tracking
+from ablations.spec import StudySpec
+from ablations.study import Trial, format_value, render_table, short_path
+from ablations.trial import run_trial
+
+
+@dataclass
+class Outcome:
+    """What one invocation did."""
+
+    study_run_id: str
+    experiment_id: str
+    skipped: int
+    ran: int
+    failed: list[str] = field(default_factory=list)  # trial ids that failed in any invocation
+    finished: int = 0
+    dashboard: Path | None = None
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+def connect_ray(address: str | None) -> bool:
+    """Join `address` / RAY_ADDRESS, or start a local Ray on this machine's cores.
+    Returns True when this call started the session (so we shut it down after)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep our cwd; we use absolute paths anyway
+    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, runtime_env=runtime_env)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    return True
+
+
+def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels: dict[str, str]):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per change: done / running / failed, and the best test value so far."""
+
+        def __init__(self):
+            self.running, self.done, self.failed, self.pruned = set(), set(), set(), set()
+            self.last: dict[str, dict] = {}
+            self.best: tuple[float, str] | None = None
+
+        def _id(self, trial) -> str:
+            return trial.config["trial"]["trial_id"]
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.running.add(self._id(trial))
+            self._print(f"started {labels[self._id(trial)]}")
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            tid = self._id(trial)
+            self.last[tid] = result
+            value = result.get(metric)
+            if result.get("phase") == "test" and value is not None and not math.isnan(value):
+                if self.best is None or (value > self.best[0] if mode == "max" else value < self.best[0]):
+                    self.best = (value, tid)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            tid = self._id(trial)
+            self.running.discard(tid)
+            if self.last.get(tid, {}).get("phase") != "test":
+                self.pruned.add(tid)  # stopped by the scheduler before its test evaluation
+                self._print(f"stopped early {labels[tid]}")
+            else:
+                self.done.add(tid)
+                self._print(f"finished {labels[tid]}: {metric} {self.last[tid][metric]:.4f}")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            tid = self._id(trial)
+            self.running.discard(tid)
+            self.failed.add(tid)
+            self._print(f"FAILED {labels[tid]}")
+
+        def _print(self, event: str) -> None:
+            best = f" | best {metric} {self.best[0]:.4f} ({labels[self.best[1]]})" if self.best else ""
+            done = len(self.done) + len(self.pruned) + skipped
+            say(f"[{time.strftime('%H:%M:%S')}] {done}/{total} done, {len(self.running)} running, "
+                f"{len(self.failed)} failed{best} | {event}")
+
+    return Progress()
+
+
+def _scheduler(spec: StudySpec):
+    if spec.scheduler.name != "asha":
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = spec.scheduler
+    return ASHAScheduler(time_attr="training_iteration", max_t=s.max_t, grace_period=s.grace_period,
+                         reduction_factor=s.reduction_factor)
+
+
+def trial_label(trial: Trial) -> str:
+    values = " ".join(f"{short_path(p)}={format_value(v)}" for p, v in trial.factors.items())
+    return f"{trial.trial_id} ({values + ' ' if values else ''}seed {trial.seed})"
+
+
+def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
+          total: int, skipped: int):
+    """Run `todo` on Tune; returns (errored trial ids, pruned trial ids, interrupted?)."""
+    from ray import tune
+
+    labels = {t.trial_id: trial_label(t) for t in todo}
+    progress = _progress_callback(total, skipped, spec.metric.name, spec.metric.mode, labels)
+    trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search([t.to_payload() for t in todo]), "study": ctx},
+        tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
+                                    max_concurrent_trials=max_concurrent),
+        run_config=tune.RunConfig(name=spec.name, storage_path=str(workdir / "ray"), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0), callbacks=[progress]),
+    )
+    interrupted = False
+    try:
+        tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    interrupted = interrupted or len(progress.done | progress.failed | progress.pruned) < len(todo)
+    return progress.failed, progress.pruned, interrupted
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: Path, tracking_uri: str,
+              max_concurrent: int | None = None, address: str | None = None, retry_failed: bool = False) -> Outcome:
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    tracker = tracking.Tracker(tracking_uri)
+    experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
+    stale = tracking.mark_stale_runs(tracker, experiment_id)
+    if stale:
+        say(f"marked {stale} run(s) left RUNNING by an earlier, dead invocation as KILLED")
+    done = tracking.completed_trial_ids(tracker, experiment_id, retry_failed)
+    todo = [t for t in trials if t.trial_id not in done]
+    skipped = len(trials) - len(todo)
+
+    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, spec_text, {
+        "profile": spec.profile, "trials": len(trials), "seeds": spec.seeds, "tasks": spec.tasks,
+        "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
+        "factors": spec.factor_paths})
+    say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
+        f"(profile {spec.profile}, MLflow {tracking_uri})")
+    outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
+    status = "FINISHED"
+    try:
+        if todo:
+            ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
+                   "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name}
+            started = connect_ray(address)
+            try:
+                errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped)
+            finally:
+                if started:
+                    import ray
+
+                    ray.shutdown()
+            tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned)
+            if interrupted:
+                status = "KILLED"
+        say("")
+        say(summary(spec, trials, tracker, experiment_id, outcome))
+        outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
+        say(_next_steps(spec, workdir, tracking_uri, outcome.dashboard))
+    except BaseException:
+        status = "KILLED" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "FAILED"
+        tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=())
+        raise
+    finally:
+        tracker.end_run(study_run_id, status)
+    return outcome
+
+
+def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, experiment_id: str,
+            outcome: Outcome) -> str:
+    """The results table (one row per trial) and the settings ranked by their mean over seeds."""
+    runs = tracking.latest_trial_runs(tracker, experiment_id)
+    metric, paths = spec.metric.name, spec.factor_paths
+    rows, by_setting, errors = [], {}, []
+    for t in trials:
+        run = runs.get(t.trial_id)
+        status = "NOT RUN" if run is None else run.info.status
+        if run is not None and run.data.tags.get(tracking.PRUNED) == "true":
+            status = "PRUNED"
+        value = run.data.metrics.get(metric) if run is not None else None
+        cost = run.data.metrics.get("cost/pretrain_seconds", 0) + run.data.metrics.get("cost/finetune_seconds", 0) \
+            if run is not None else None
+        rows.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), status,
+                     "-" if value is None else f"{value:.4f}", "-" if not cost else f"{cost:.0f}s"])
+        if status == "FAILED":
+            outcome.failed.append(t.trial_id)
+            errors.append(f"  {t.trial_id}: {run.data.tags.get(tracking.ERROR, '?')}")
+        if status == "FINISHED":
+            outcome.finished += 1
+        if value is not None and status == "FINISHED":
+            by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(value)
+    header = ["trial", *[short_path(p) for p in paths], "seed", "status", metric, "time"]
+    parts = [f"Results of {spec.name} ({outcome.finished}/{len(trials)} finished):", render_table(header, rows)]
+    if by_setting and paths:
+        ranked = sorted(by_setting.items(), key=lambda kv: statistics.mean(kv[1]), reverse=spec.metric.mode == "max")
+        table = [[*setting, f"{statistics.mean(vals):.4f}",
+                  f"{statistics.stdev(vals):.4f}" if len(vals) > 1 else "-", str(len(vals))]
+                 for setting, vals in ranked]
+        parts += ["", f"Settings ranked by mean {metric} over seeds (best first):",
+                  render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], table)]
+    if errors:
+        parts += ["", "Failed trials:", *errors]
+    return "\n".join(parts)
+
+
+def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, workdir: Path) -> Path | None:
+    """Build the study's dashboard and log it on the study run as dashboard.html."""
+    try:
+        from dashboards.report import build_report
+    except ImportError:
+        say("(dashboard skipped: dashboards.report is not available)")
+        return None
+    out = workdir / "reports" / f"{spec.name}.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path = Path(build_report(spec.name, tracker.uri, out))
+        tracker.log_file(study_run_id, path, name="dashboard.html")
+        return path
+    except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
+        say(f"(dashboard not built: {type(error).__name__}: {error})")
+        return None
+
+
+def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard: Path | None) -> str:
+    lines = ["", "Next:"]
+    if tracking_uri.startswith("sqlite:"):
+        lines.append(f"  ablate ui --workdir {workdir}          # browse every run in the MLflow UI")
+    else:
+        lines.append(f"  open {tracking_uri}                    # the MLflow server holding the runs")
+    if dashboard is not None:
+        lines.append(f"  open {dashboard}   # the dashboard (also on the study run as dashboard.html)")
+    lines.append(f"  ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")
+    return "\n".join(lines)

@@ -1,0 +1,436 @@
+"""Study files: load, check and describe a YAML study before anything runs.
+
+A study is a grid over dotted config paths:
+
+    name: mask_ratio
+    kind: study
+    profile: laptop
+    base: {pretrain.steps: 600}                       # dotted overrides for every trial
+    factors:
+      model.mim.mask_ratio: [0.5, 0.75]               # crossed as a grid ...
+      zip:                                            # ... with groups varied together
+        - {model.mim.decoder: [transformer, mlp], model.mim.decoder_depth: [2, 1]}
+    seeds: [0, 1]
+    data: {pretrain: synth_pairs, root: null}
+    tasks: [synth_vqa]
+    metric: {name: synth_vqa/overall_acc, mode: max}
+    resources: {cpu: 1, gpu: 0}
+    scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
+    reference: {source: ..., ranking: [...], values: [...]}
+
+`load_spec(path)` returns a `StudySpec` or raises `SpecError` naming the file,
+the key, its line, what was expected and the closest valid name. Values are
+checked by building every trial's `Config`, so anything the config would reject
+fails here, not in trial 7 of 8.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from m3ae.config import ConfigError, apply_overrides, field_paths, profile, suggest_path
+
+ZIP_KEY = "zip"
+# Paths a study sets through its own keys, never through base/factors.
+_RESERVED_PATHS = {"seed": "seeds", "finetune.tasks": "tasks", "threads": "resources.cpu"}
+# Numbers every trial produces besides its tasks' metrics.
+COST_METRICS = ("cost/pretrain_seconds", "cost/finetune_seconds", "cost/flops")
+
+
+class SpecError(ValueError):
+    """A study file is wrong. The message lists each problem as `file:line: key: what`."""
+
+
+# --------------------------------------------------------------------------- YAML with line numbers
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that keeps the composed node tree, so keys can be traced to lines."""
+
+
+def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
+    """Parse safely; return the data and {key path tuple: 1-based line}."""
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as error:
+        raise SpecError(f"{source}: not valid YAML: {error}") from None
+    finally:
+        loader.dispose()
+    lines: dict[tuple, int] = {}
+
+    def walk(n, path: tuple) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for key_node, value_node in n.value:
+                child = path + (key_node.value,)
+                lines[child] = key_node.start_mark.line + 1
+                walk(value_node, child)
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                lines[path + (i,)] = item.start_mark.line + 1
+                walk(item, path + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return data, lines
+
+
+# --------------------------------------------------------------------------- the schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class MetricSpec(_Strict):
+    name: str  # "<task>/<metric>" or a cost metric, e.g. "synth_vqa/overall_acc"
+    mode: Literal["max", "min"] = "max"
+
+
+class Resources(_Strict):
+    cpu: float = Field(1.0, gt=0)  # CPUs per trial; also the trial's torch thread count
+    gpu: float = Field(0.0, ge=0)
+
+
+class SchedulerSpec(_Strict):
+    name: Literal["fifo", "asha"] = "fifo"
+    grace_period: int = Field(1, ge=1)  # ASHA: reports before a trial may be stopped
+    reduction_factor: float = Field(2.0, gt=1)
+    max_t: int = Field(100, ge=1)  # ASHA: most reports (evaluations) a trial makes
+
+
+class DataSpec(_Strict):
+    pretrain: Optional[str] = None  # a DATASETS name, or several joined by "+"; None = the profile's
+    root: Optional[str] = None  # folder with the real datasets
+
+
+class ReferenceValue(_Strict):
+    setting: dict[str, Any]
+    value: float
+
+
+class Reference(_Strict):
+    """The paper's findings for the same settings (read by the dashboards)."""
+
+    source: str
+    note: str = ""
+    metric: Optional[str] = None  # the paper's metric, e.g. "vqa_rad/overall_acc"
+    ranking: list[dict[str, Any]] = []  # settings, best first
+    values: list[ReferenceValue] = []
+
+
+class StudySpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    kind: Literal["study"] = "study"
+    profile: str = "laptop"
+    base: dict[str, Any] = {}
+    factors: dict[str, Any] = {}
+    seeds: list[int] = Field([0], min_length=1)
+    data: DataSpec = DataSpec()
+    tasks: list[str] = Field(min_length=1)
+    metric: MetricSpec
+    resources: Resources = Resources()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    reference: Optional[Reference] = None
+    max_trials: int = Field(64, ge=1)  # guard against a grid that explodes
+
+    # ---- the grid
+
+    @property
+    def grid(self) -> dict[str, list]:
+        """Factors crossed as a grid: {path: values}."""
+        return {path: values for path, values in self.factors.items() if path != ZIP_KEY}
+
+    @property
+    def zip_groups(self) -> list[dict[str, list]]:
+        """Groups of paths varied together: each group is {path: values} of equal lengths."""
+        return list(self.factors.get(ZIP_KEY, []))
+
+    @property
+    def factor_paths(self) -> list[str]:
+        return list(self.grid) + [p for group in self.zip_groups for p in group]
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """Every factor setting {path: value}, grid order then zip order (no seeds)."""
+        axes: list[list[dict]] = [[{path: v} for v in values] for path, values in self.grid.items()]
+        for group in self.zip_groups:
+            n = len(next(iter(group.values())))
+            axes.append([{path: values[i] for path, values in group.items()} for i in range(n)])
+        return [dict(kv for part in combo for kv in part.items()) for combo in itertools.product(*axes)]
+
+    def fixed_overrides(self) -> dict[str, Any]:
+        """Overrides shared by every trial: base, then the study's data, tasks and threads."""
+        fixed = dict(self.base)
+        if self.data.pretrain is not None:
+            fixed["data.pretrain"] = self.data.pretrain
+        if self.data.root is not None:
+            fixed["data.root"] = self.data.root
+        fixed["finetune.tasks"] = list(self.tasks)
+        fixed["threads"] = max(1, int(math.ceil(self.resources.cpu)))
+        return fixed
+
+    def num_trials(self) -> int:
+        return len(self.combinations()) * len(self.seeds)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Problems:
+    """Collects errors as `file:line: key: message` and raises them together."""
+
+    def __init__(self, source: str, lines: dict[tuple, int]):
+        self.source, self.lines, self.items = source, lines, []
+
+    def add(self, loc: tuple, message: str) -> None:
+        line = None
+        for n in range(len(loc), 0, -1):  # the deepest key YAML knows a line for
+            line = self.lines.get(tuple(loc[:n]))
+            if line is not None:
+                break
+        where = f"{self.source}:{line}" if line else self.source
+        key = _loc_text(loc)
+        self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise SpecError("\n".join(self.items))
+
+
+def _loc_text(loc: tuple) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _closest(name: str, candidates) -> str:
+    hint = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f" (did you mean {hint[0]!r}?)" if hint else ""
+
+
+def _schema_errors(error: ValidationError, problems: _Problems) -> None:
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        if item["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            fields = list(model.model_fields) if model else []
+            problems.add(loc, f"unknown key {loc[-1]!r}: expected one of {fields}{_closest(loc[-1], fields)}")
+        elif item["type"] == "missing":
+            problems.add(loc, "missing: this key is required")
+        elif item["type"] == "string_pattern_mismatch":
+            problems.add(loc, f"expected letters, digits, '_', '.' or '-' (it names a folder), got {item['input']!r}")
+        else:
+            problems.add(loc, f"{item['msg'].lower()}, got {item['input']!r}")
+
+
+def _model_at(loc: tuple):
+    """The pydantic model that owns the key at `loc` (for suggestions)."""
+    model = StudySpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(part)
+        if info is None:
+            return None
+        hint = info.annotation
+        for candidate in (hint, *getattr(hint, "__args__", ())):
+            inner = getattr(candidate, "__args__", (candidate,))
+            found = next((c for c in (candidate, *inner) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+            if found:
+                model = found
+                break
+        else:
+            return None
+    return model
+
+
+def load_spec(path: str | Path, profile_name: str | None = None) -> StudySpec:
+    """Read and fully validate a study file. `profile_name` replaces the study's profile."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"study file not found: {path}")
+    return parse_spec(path.read_text(), str(path), profile_name)
+
+
+def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None) -> StudySpec:
+    data, lines = _load_yaml(text, source)
+    problems = _Problems(source, lines)
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping of study keys (name, factors, seeds, ...), got {data!r}")
+    if data.get("kind") == "search":
+        raise SpecError(f"{source}: kind: search is an Optuna search file; run it with `ablate search`")
+    if profile_name is not None:
+        data = {**data, "profile": profile_name}
+    try:
+        spec = StudySpec.model_validate(data)
+    except ValidationError as error:
+        _schema_errors(error, problems)
+        problems.raise_if_any()
+    _check_semantics(spec, problems)
+    problems.raise_if_any()
+    return spec
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _check_semantics(spec: StudySpec, problems: _Problems) -> None:
+    """Everything the schema cannot see; stops at the first layer that fails
+    (no point building configs on top of an unknown profile)."""
+    from m3ae import registry
+
+    try:
+        base_cfg = profile(spec.profile)
+    except ConfigError as error:
+        problems.add(("profile",), str(error))
+        return
+
+    for path in spec.base:
+        _check_path(path, ("base", path), problems)
+    _check_factors(spec, problems)
+    for i, task in enumerate(spec.tasks):
+        if task not in registry.TASKS:
+            problems.add(("tasks", i), registry.TASKS.unknown_message(task))
+    if spec.data.pretrain is not None:
+        for name in spec.data.pretrain.split("+"):
+            if name not in registry.DATASETS:
+                problems.add(("data", "pretrain"), registry.DATASETS.unknown_message(name))
+    if len(set(spec.seeds)) != len(spec.seeds):
+        problems.add(("seeds",), f"seeds repeat: {spec.seeds}")
+    if problems.items:
+        return
+
+    _check_metric(spec, problems)
+    _check_reference(spec, problems)
+    n = spec.num_trials()
+    if n > spec.max_trials:
+        problems.add(("factors",), f"the grid makes {n} trials, more than max_trials {spec.max_trials}; "
+                                   f"shrink the factors or raise max_trials")
+    if problems.items:
+        return
+    _check_configs(spec, base_cfg, problems)
+
+
+def _check_path(path: str, loc: tuple, problems: _Problems) -> bool:
+    if path in _RESERVED_PATHS:
+        problems.add(loc, f"{path} is set by the study key {_RESERVED_PATHS[path]!r}, not here")
+        return False
+    if path not in field_paths():
+        problems.add(loc, f"unknown config path {path!r}{suggest_path(path)}")
+        return False
+    return True
+
+
+def _check_factors(spec: StudySpec, problems: _Problems) -> None:
+    for path, values in spec.grid.items():
+        if _check_path(path, ("factors", path), problems):
+            _check_values(values, ("factors", path), problems)
+    groups = spec.factors.get(ZIP_KEY, [])
+    if not isinstance(groups, list):
+        problems.add(("factors", ZIP_KEY), f"expected a list of groups ({{path: [values], ...}}), got {groups!r}")
+        return
+    seen = set(spec.grid)
+    for g, group in enumerate(groups):
+        loc = ("factors", ZIP_KEY, g)
+        if not isinstance(group, dict) or len(group) < 2:
+            problems.add(loc, f"expected a mapping of at least two paths to equally long value lists, got {group!r}")
+            continue
+        lengths = {}
+        for path, values in group.items():
+            if path in seen:
+                problems.add(loc + (path,), f"{path} is varied twice (in the grid or another zip group)")
+            seen.add(path)
+            if _check_path(path, loc + (path,), problems) and _check_values(values, loc + (path,), problems):
+                lengths[path] = len(values)
+        if len(set(lengths.values())) > 1:
+            problems.add(loc, f"zipped lists must have the same length, got {lengths}")
+
+
+def _check_values(values, loc: tuple, problems: _Problems) -> bool:
+    if not isinstance(values, list):
+        problems.add(loc, f"expected a list of values, got {values!r}")
+        return False
+    if not values:
+        problems.add(loc, "expected at least one value, got an empty list")
+        return False
+    return True
+
+
+def _task_metrics(task_name: str) -> list[str]:
+    from m3ae import registry
+
+    task = registry.TASKS.get(task_name)
+    if not hasattr(task, "metric_names"):  # a factory: build the task to read its metrics
+        task = task()
+    return list(task.metric_names)
+
+
+def produced_metrics(tasks) -> list[str]:
+    """Every final metric a trial with these tasks logs on its trial run."""
+    return [f"{t}/{m}" for t in tasks for m in _task_metrics(t)] + list(COST_METRICS)
+
+
+def _check_metric(spec: StudySpec, problems: _Problems) -> None:
+    produced = produced_metrics(spec.tasks)
+    if spec.metric.name not in produced:
+        problems.add(("metric", "name"), f"no task of this study produces {spec.metric.name!r}: expected one of "
+                                         f"{produced}{_closest(spec.metric.name, produced)}")
+
+
+def _check_reference(spec: StudySpec, problems: _Problems) -> None:
+    ref = spec.reference
+    if ref is None:
+        return
+    for i, setting in enumerate(ref.ranking):
+        for path in setting:
+            _check_path(path, ("reference", "ranking", i, path), problems)
+    for i, item in enumerate(ref.values):
+        for path in item.setting:
+            _check_path(path, ("reference", "values", i, "setting", path), problems)
+    if ref.metric is not None and "/" not in ref.metric:
+        problems.add(("reference", "metric"), f"expected '<task>/<metric>', e.g. 'vqa_rad/overall_acc', got {ref.metric!r}")
+
+
+def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:
+    """Build configs layer by layer so an error points at the key that caused it:
+    base alone, then each factor value on top of base, then every combination."""
+    fixed = spec.fixed_overrides()
+    try:
+        apply_overrides(base_cfg, fixed)
+    except ConfigError as error:
+        problems.add(("base",), str(error))
+        return
+    for path, values in spec.grid.items():
+        for i, value in enumerate(values):
+            _try(base_cfg, {**fixed, path: value}, ("factors", path, i), problems)
+    for g, group in enumerate(spec.zip_groups):
+        n = len(next(iter(group.values())))
+        for i in range(n):
+            setting = {path: values[i] for path, values in group.items()}
+            loc = ("factors", ZIP_KEY, g, next(iter(group)), i)
+            _try(base_cfg, {**fixed, **setting}, loc, problems)
+    if problems.items:
+        return
+    for combo in spec.combinations():
+        if not _try(base_cfg, {**fixed, **combo}, ("factors",), problems, combo):
+            return
+
+
+def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict | None = None) -> bool:
+    try:
+        apply_overrides(base_cfg, overrides)
+        return True
+    except ConfigError as error:
+        prefix = f"the combination {combo} is invalid: " if combo else ""
+        problems.add(loc, prefix + str(error))
+        return False

@@ -1,0 +1,84 @@
+"""Expand a study into trials: profile config -> base -> one factor combination -> seed.
+
+Each trial's id is a hash of its resolved config (`m3ae.config.trial_id`), so the
+same study expands to the same ids every time and a re-run can skip what is
+done. Trials that share a pre-train key share one pre-training.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ablations.spec import SpecError, StudySpec
+from m3ae.config import Config, apply_overrides, from_dict, pretrain_key, profile, to_dict, trial_id
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    seed: int
+    factors: dict[str, Any]  # {dotted path: value} of this trial's factor setting
+    config: Config
+    pretrain_key: str
+
+    def to_payload(self) -> dict:
+        """A plain dict that crosses to a Ray worker."""
+        return {"trial_id": self.trial_id, "seed": self.seed, "factors": self.factors,
+                "config": to_dict(self.config), "pretrain_key": self.pretrain_key}
+
+    @classmethod
+    def from_payload(cls, payload: dict) -> Trial:
+        return cls(payload["trial_id"], payload["seed"], dict(payload["factors"]),
+                   from_dict(payload["config"]), payload["pretrain_key"])
+
+
+def expand(spec: StudySpec) -> list[Trial]:
+    """All trials of a validated study, combinations in grid order, seeds innermost."""
+    base_cfg = profile(spec.profile)
+    fixed = spec.fixed_overrides()
+    trials = []
+    for combo in spec.combinations():
+        for seed in spec.seeds:
+            cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
+            trials.append(Trial(trial_id(cfg), seed, combo, cfg, pretrain_key(cfg)))
+    ids = Counter(t.trial_id for t in trials)
+    twins = [t.factors for t in trials if ids[t.trial_id] > 1]
+    if twins:
+        raise SpecError(f"study {spec.name}: these factor settings resolve to the same config: {twins}")
+    return trials
+
+
+def format_value(value: Any) -> str:
+    return "-" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def short_path(path: str) -> str:
+    """'model.mim.mask_ratio' -> 'mim.mask_ratio' (table headers)."""
+    parts = path.split(".")
+    return ".".join(parts[-2:])
+
+
+def trial_table(spec: StudySpec, trials: list[Trial]) -> str:
+    """The dry-run table: id, factor values, seed, and which pre-training each trial shares."""
+    paths = spec.factor_paths
+    uses = Counter(t.pretrain_key for t in trials if t.config.pretrain.enabled)
+    header = ["trial", *[short_path(p) for p in paths], "seed", "pretrain"]
+    rows = []
+    for t in trials:
+        if not t.config.pretrain.enabled:
+            shared = "none (from scratch)"
+        else:
+            shared = t.pretrain_key + (f" (shared by {uses[t.pretrain_key]})" if uses[t.pretrain_key] > 1 else "")
+        rows.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), shared])
+    pretrains = len(uses)
+    footer = (f"{len(trials)} trials, {pretrains} pre-training{'s' if pretrains != 1 else ''}, "
+              f"profile {spec.profile}, tasks {', '.join(spec.tasks)}, metric {spec.metric.name} ({spec.metric.mode})")
+    return render_table(header, rows) + "\n" + footer
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])

@@ -1,0 +1,342 @@
+"""MLflow tracking: the run layout of DESIGN.md ("MLflow layout"), owned end to end.
+
+    experiment  = the study's name
+    study run   (ablate.kind=study)   one per `ablate run`; spec.yaml and dashboard.html
+      trial run (ablate.kind=trial)   params = the flattened config; final <task>/<metric>, cost/*
+        pretrain  (ablate.kind=pretrain)  step curves pretrain/*; reconstruction PNGs
+        <task>    (ablate.kind=finetune)  step curves <task>/*
+
+Children point at parents with the `mlflow.parentRunId` tag. Every run ends
+FINISHED, FAILED or KILLED; runs a dead process left RUNNING are marked KILLED
+by the next invocation (`mark_stale_runs`). Everything goes through
+`MlflowClient` with explicit run ids (no fluent "active run" state, which is
+per process and would tangle the driver with Ray workers), and metrics are
+buffered and written with `log_batch`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from m3ae.train.callbacks import Callback
+
+PARENT_TAG = "mlflow.parentRunId"
+KIND, STUDY, TRIAL_ID, PRETRAIN_KEY, SEED = "ablate.kind", "ablate.study", "ablate.trial_id", "ablate.pretrain_key", "ablate.seed"
+PRETRAIN_RUN_ID, STUDY_RUN_ID, ERROR = "ablate.pretrain_run_id", "ablate.study_run_id", "ablate.error"
+FACTOR_PREFIX = "ablate.factor."
+HOST, PID, PRUNED, TASK = "ablate.host", "ablate.pid", "ablate.pruned", "ablate.task"
+
+_PARAMS_PER_BATCH = 100  # mlflow: at most 100 params or tags per log_batch
+_METRICS_PER_BATCH = 1000  # and 1000 metrics
+_MAX_VALUE = 6000  # mlflow's longest param value
+
+
+def default_tracking_uri(workdir: Path) -> str:
+    """sqlite in the work directory, absolute so Ray workers find the same file."""
+    return f"sqlite:///{Path(workdir).absolute() / 'mlflow.db'}"
+
+
+def resolve_tracking_uri(workdir: Path, uri: str | None = None) -> str:
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir)
+
+
+def tag_value(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+class Tracker:
+    """A thin layer over `MlflowClient`: batching, chunking, honest statuses."""
+
+    def __init__(self, tracking_uri: str):
+        from mlflow import MlflowClient
+
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+
+    # ---- experiments and runs
+
+    def experiment(self, name: str, artifact_root: Path | None = None) -> str:
+        """The experiment's id, created when missing (two processes may race to create it)."""
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = (Path(artifact_root) / name).as_uri() if artifact_root and self.uri.startswith("sqlite") else None
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # created by someone else in the meantime
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_run(self, experiment_id: str, name: str, tags: Mapping[str, Any], parent: str | None = None) -> str:
+        tags = {k: tag_value(v) for k, v in tags.items()}
+        if parent:
+            tags[PARENT_TAG] = parent
+        return self.client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # ---- batched writes
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, tag_value(v)[:_MAX_VALUE]) for k, v in params.items()]
+        for i in range(0, len(items), _PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[i:i + _PARAMS_PER_BATCH])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, tag_value(v)[:_MAX_VALUE]) for k, v in tags.items()]
+        for i in range(0, len(items), _PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, tags=items[i:i + _PARAMS_PER_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.write_metrics(run_id, [Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def write_metrics(self, run_id: str, metrics: list) -> None:
+        for i in range(0, len(metrics), _METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i:i + _METRICS_PER_BATCH])
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_file(self, run_id: str, path: Path, folder: str | None = None, name: str | None = None) -> None:
+        """Log a file as an artifact, optionally under another file name."""
+        path = Path(path)
+        if name is None or name == path.name:
+            self.client.log_artifact(run_id, str(path), folder)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            renamed = Path(tmp) / name
+            renamed.write_bytes(path.read_bytes())
+            self.client.log_artifact(run_id, str(renamed), folder)
+
+    # ---- queries
+
+    def runs(self, experiment_id: str, filter_string: str = "") -> list:
+        """All runs matching a filter (pages through the results)."""
+        found, token = [], None
+        while True:
+            page = self.client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+            found.extend(page)
+            token = page.token
+            if not token:
+                return found
+
+
+# --------------------------------------------------------------------------- the study (driver side)
+
+
+def open_study_run(tracker: Tracker, experiment_id: str, study_name: str, spec_text: str,
+                   params: Mapping[str, Any]) -> str:
+    run_id = tracker.start_run(experiment_id, f"{study_name} @ {time.strftime('%Y-%m-%d %H:%M:%S')}", {
+        KIND: "study", STUDY: study_name, HOST: socket.gethostname(), PID: os.getpid()})
+    tracker.log_params(run_id, params)
+    tracker.log_text(run_id, spec_text, "spec.yaml")
+    return run_id
+
+
+def latest_trial_runs(tracker: Tracker, experiment_id: str) -> dict[str, Any]:
+    """trial id -> its most recent trial run (any invocation of the study)."""
+    latest: dict[str, Any] = {}
+    for run in tracker.runs(experiment_id, f"tags.`{KIND}` = 'trial'"):
+        tid = run.data.tags.get(TRIAL_ID)
+        if tid and (tid not in latest or run.info.start_time > latest[tid].info.start_time):
+            latest[tid] = run
+    return latest
+
+
+def completed_trial_ids(tracker: Tracker, experiment_id: str, retry_failed: bool = False) -> set[str]:
+    """Trials a re-run skips: finished ones, trials ASHA stopped, and failed ones
+    unless `retry_failed` (a failure is usually deterministic: lr 1e6 diverges again)."""
+    done = set()
+    for tid, run in latest_trial_runs(tracker, experiment_id).items():
+        status, tags = run.info.status, run.data.tags
+        if status == "FINISHED" or (status == "KILLED" and tags.get(PRUNED) == "true") \
+                or (status == "FAILED" and not retry_failed):
+            done.add(tid)
+    return done
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_stale_runs(tracker: Tracker, experiment_id: str) -> int:
+    """Mark KILLED every RUNNING run whose driver is gone: its study run ended, or
+    its study's driver process on this host no longer exists. Returns how many."""
+    running = tracker.runs(experiment_id, "attributes.status = 'RUNNING'")
+    studies = {r.info.run_id: r for r in tracker.runs(experiment_id, f"tags.`{KIND}` = 'study'")}
+    host, stale = socket.gethostname(), []
+    for run in running:
+        tags = run.data.tags
+        study = studies.get(run.info.run_id if tags.get(KIND) == "study" else tags.get(STUDY_RUN_ID, ""))
+        if study is None:
+            stale.append(run)  # an orphan: no study run owns it
+            continue
+        driver_gone = study.data.tags.get(HOST) == host and not _process_alive(int(study.data.tags.get(PID, "0")))
+        if driver_gone or study.info.status != "RUNNING":
+            stale.append(run)
+    for run in stale:
+        tracker.end_run(run.info.run_id, "KILLED")
+    return len(stale)
+
+
+def close_unfinished_children(tracker: Tracker, experiment_id: str, study_run_id: str,
+                              pruned: Iterable[str] = ()) -> int:
+    """After Tune returns, mark KILLED the runs of this invocation still RUNNING: trials
+    the scheduler stopped early (tagged `ablate.pruned`, their ids in `pruned`) or
+    trials an interrupt cut short. Returns how many."""
+    pruned = set(pruned)
+    running = tracker.runs(experiment_id, f"attributes.status = 'RUNNING' and tags.`{STUDY_RUN_ID}` = '{study_run_id}'")
+    for run in running:
+        tags = run.data.tags
+        if tags.get(KIND) == "trial" and tags.get(TRIAL_ID) in pruned:
+            tracker.set_tags(run.info.run_id, {PRUNED: "true"})
+        tracker.end_run(run.info.run_id, "KILLED")
+    return len(running)
+
+
+# --------------------------------------------------------------------------- a trial (worker side)
+
+
+class MetricBuffer(Callback):
+    """Buffers step and eval metrics of one stage run; writes them with log_batch
+    every `every` points or `seconds`, and at the end of the stage.
+
+    Names: on_step -> "<stage>/<name>" (pretrain/mim_loss, synth_vqa/train_loss),
+    on_eval -> "<stage>/val_<name>", on_end -> "<stage>/<name>" at the last step.
+    """
+
+    def __init__(self, tracker: Tracker, run_id: str, every: int = 500, seconds: float = 15.0):
+        self.tracker, self.run_id = tracker, run_id
+        self.every, self.seconds = every, seconds
+        self.pending: list = []
+        self.last_flush = time.monotonic()
+        self.last_step = 0
+
+    def _add(self, key: str, value: float, step: int) -> None:
+        from mlflow.entities import Metric
+
+        self.pending.append(Metric(key, float(value), int(time.time() * 1000), int(step)))
+        self.last_step = max(self.last_step, int(step))
+        if len(self.pending) >= self.every or time.monotonic() - self.last_flush > self.seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.tracker.write_metrics(self.run_id, self.pending)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+    def on_step(self, stage, step, metrics):
+        for name, value in metrics.items():
+            self._add(f"{stage}/{name}", value, step)
+
+    def on_eval(self, stage, step, metrics):
+        for name, value in metrics.items():
+            self._add(f"{stage}/{name if name.startswith('val_') else 'val_' + name}", value, step)
+
+    def on_artifact(self, stage, path):
+        path = Path(path)
+        folder = "reconstructions" if path.suffix.lower() == ".png" else None
+        self.tracker.log_file(self.run_id, path, folder)
+
+    def on_end(self, stage, metrics):
+        for name, value in metrics.items():
+            self._add(f"{stage}/{name}", value, self.last_step)
+        self.flush()
+
+
+class TrialRun:
+    """The MLflow side of one trial: its run, its stage runs, its final numbers.
+
+        with TrialRun(tracker, ctx, trial) as run:
+            with run.stage("pretrain") as (stage_run_id, callback): ...
+            run.log_final("synth_vqa", {"overall_acc": 0.7})
+
+    An exception inside marks the run FAILED, tags `ablate.error`, logs the
+    traceback as `error.txt`, and propagates.
+    """
+
+    def __init__(self, tracker: Tracker, experiment_id: str, study_name: str, study_run_id: str, trial):
+        self.tracker, self.experiment_id = tracker, experiment_id
+        self.study_name, self.study_run_id, self.trial = study_name, study_run_id, trial
+        self.run_id: str | None = None
+
+    def _tags(self, kind: str) -> dict[str, Any]:
+        t = self.trial
+        return {KIND: kind, STUDY: self.study_name, STUDY_RUN_ID: self.study_run_id, TRIAL_ID: t.trial_id,
+                PRETRAIN_KEY: t.pretrain_key, SEED: t.seed,
+                **{FACTOR_PREFIX + path: value for path, value in t.factors.items()}}
+
+    def __enter__(self) -> TrialRun:
+        from m3ae.config import flatten, to_yaml
+
+        name = "-".join(f"{p.rsplit('.', 1)[-1]}={tag_value(v)}" for p, v in self.trial.factors.items())
+        self.run_id = self.tracker.start_run(self.experiment_id, f"{name or 'trial'}-s{self.trial.seed}",
+                                             self._tags("trial"), parent=self.study_run_id)
+        self.tracker.log_params(self.run_id, flatten(self.trial.config))
+        self.tracker.log_text(self.run_id, to_yaml(self.trial.config), "config.yaml")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.tracker.end_run(self.run_id, "FINISHED")
+            return
+        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        record_failure(self.tracker, self.run_id, exc, status)
+
+    @contextmanager
+    def stage(self, name: str, kind: str):
+        """A stage run (pretrain / finetune) under the trial run; yields (run id, MetricBuffer)."""
+        tags = {**self._tags(kind), **({TASK: name} if kind == "finetune" else {})}
+        run_id = self.tracker.start_run(self.experiment_id, name, tags, parent=self.run_id)
+        buffer = MetricBuffer(self.tracker, run_id)
+        try:
+            yield run_id, buffer
+        except BaseException as error:
+            buffer.flush()
+            record_failure(self.tracker, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            raise
+        buffer.flush()
+        self.tracker.end_run(run_id, "FINISHED")
+
+    def link_pretrain(self, pretrain_run_id: str, cached: bool) -> None:
+        self.tracker.set_tags(self.run_id, {PRETRAIN_RUN_ID: pretrain_run_id, "ablate.pretrain_cached": cached})
+
+    def log_final(self, prefix: str, metrics: Mapping[str, float]) -> None:
+        self.tracker.log_metrics(self.run_id, {f"{prefix}/{k}": v for k, v in metrics.items()})
+
+
+def record_failure(tracker: Tracker, run_id: str, error: BaseException, status: str = "FAILED") -> None:
+    """FAILED (or KILLED), the error message as a tag, the traceback as error.txt."""
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    message = f"{type(error).__name__}: {error}"
+    try:
+        tracker.set_tags(run_id, {ERROR: message[:_MAX_VALUE]})
+        tracker.log_text(run_id, text, "error.txt")
+    finally:
+        tracker.end_run(run_id, status)

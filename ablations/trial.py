@@ -1,0 +1,97 @@
+"""One trial, as a Ray Tune function trainable: pre-train (through the cache) -> fine-tune each task.
+
+Everything it needs arrives in its Tune config: `trial` (a `Trial` payload) and
+`study` (names, ids, the tracking URI and the work directory, all absolute).
+It reports the study's headline metric to Tune after every fine-tune
+evaluation, so ASHA can stop a weak trial early, and once more at the end with
+the test number. A failure is recorded in MLflow and re-raised, so Tune marks
+the trial errored and the rest of the study goes on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from ablations.cache import PretrainCache
+from ablations.study import Trial
+from ablations.tracking import Tracker, TrialRun
+from m3ae.train.callbacks import Callback
+
+
+def work_paths(workdir: Path, study_name: str, trial_id: str) -> dict[str, Path]:
+    workdir = Path(workdir).absolute()
+    return {"data": workdir / "cache" / "data", "pretrain": workdir / "cache" / "pretrain",
+            "trial": workdir / "trials" / study_name / trial_id}
+
+
+class TuneReporter(Callback):
+    """Sends the headline metric's validation value to Tune after each evaluation of its task."""
+
+    def __init__(self, metric: str):
+        self.task, _, self.name = metric.partition("/")
+        self.metric = metric
+
+    def on_eval(self, stage: str, step: int, metrics: Mapping[str, float]) -> None:
+        value = metrics.get(self.name, metrics.get(f"val_{self.name}"))
+        if stage == self.task and value is not None:
+            from ray import tune
+
+            tune.report({self.metric: float(value), "phase": "val", "stage": stage, "step": int(step)})
+
+
+def run_trial(params: dict) -> None:
+    """The Tune trainable."""
+    import torch
+
+    from m3ae.train import finetune
+
+    trial, ctx = Trial.from_payload(params["trial"]), params["study"]
+    cfg = trial.config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id)
+    tracker = Tracker(ctx["tracking_uri"])
+
+    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run:
+        checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
+        if cfg.pretrain.enabled:
+            entry = pretrained(run, tracker, trial, paths)
+            checkpoint, pretrain_cost = entry.checkpoint, {"seconds": entry.seconds, "flops": entry.flops}
+
+        finals: dict[str, float] = {}
+        finetune_seconds, finetune_flops = 0.0, 0.0
+        for task in cfg.finetune.tasks:
+            with run.stage(task, "finetune") as (_, buffer):
+                result = finetune(cfg, task, checkpoint, paths["trial"] / task, paths["data"],
+                                  callbacks=[buffer, TuneReporter(ctx["metric"])])
+            finals.update({f"{task}/{k}": float(v) for k, v in result.metrics.items()})
+            finetune_seconds += result.seconds
+            finetune_flops += result.flops
+        finals.update({"cost/pretrain_seconds": pretrain_cost["seconds"], "cost/finetune_seconds": finetune_seconds,
+                       "cost/flops": pretrain_cost["flops"] + finetune_flops})
+        tracker.log_metrics(run.run_id, finals)
+
+    from ray import tune
+
+    tune.report({ctx["metric"]: finals.get(ctx["metric"], float("nan")), "phase": "test"})
+
+
+def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path]):
+    """The pre-train cache entry for this trial's key, built under the key's lock if missing."""
+    from m3ae.train import pretrain
+
+    cache = PretrainCache(paths["pretrain"])
+    with cache.lock(trial.pretrain_key):
+        entry = cache.get(trial.pretrain_key)
+        cached = entry is not None
+        if entry is None:
+            staging = cache.staging(trial.pretrain_key)
+            with run.stage("pretrain", "pretrain") as (stage_run_id, buffer):
+                result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer])
+                entry = cache.put(trial.pretrain_key, staging, result.checkpoint, stage_run_id,
+                                  result.metrics, result.seconds, result.flops)
+                tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,
+                                                   "cost/flops": result.flops})
+    run.link_pretrain(entry.run_id, cached)
+    return entry
