@@ -218,11 +218,12 @@ def _closest(name: str, candidates) -> str:
     return f" (did you mean {hint[0]!r}?)" if hint else ""
 
 
-def _schema_errors(error: ValidationError, problems: _Problems) -> None:
+def _schema_errors(error: ValidationError, problems: _Problems, root: type[BaseModel] | None = None) -> None:
+    """`root`: the schema the errors are about (default StudySpec; search files pass theirs)."""
     for item in error.errors():
         loc = tuple(item["loc"])
         if item["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
+            model = _model_at(loc[:-1], root or StudySpec)
             fields = list(model.model_fields) if model else []
             problems.add(loc, f"unknown key {loc[-1]!r}: expected one of {fields}{_closest(loc[-1], fields)}")
         elif item["type"] == "missing":
@@ -233,9 +234,9 @@ def _schema_errors(error: ValidationError, problems: _Problems) -> None:
             problems.add(loc, f"{item['msg'].lower()}, got {item['input']!r}")
 
 
-def _model_at(loc: tuple):
+def _model_at(loc: tuple, root: type[BaseModel] | None = None):
     """The pydantic model that owns the key at `loc` (for suggestions)."""
-    model = StudySpec
+    model = root or StudySpec
     for part in loc:
         if isinstance(part, int):
             continue

@@ -270,6 +270,11 @@ class MetricBuffer(Callback):
         self.flush()
 
 
+class Pruned(Exception):
+    """Raised inside a trial to stop it early on purpose (a search's pruner): the trial
+    run and its stage run end KILLED, tagged `ablate.pruned` = "true", not FAILED."""
+
+
 class TrialRun:
     """The MLflow side of one trial: its run, its stage runs, its final numbers.
 
@@ -306,6 +311,10 @@ class TrialRun:
         if exc_type is None:
             self.tracker.end_run(self.run_id, "FINISHED")
             return
+        if issubclass(exc_type, Pruned):
+            self.tracker.set_tags(self.run_id, {PRUNED: "true", "ablate.pruned_reason": str(exc)})
+            self.tracker.end_run(self.run_id, "KILLED")
+            return
         status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
         record_failure(self.tracker, self.run_id, exc, status)
 
@@ -317,6 +326,11 @@ class TrialRun:
         buffer = MetricBuffer(self.tracker, run_id)
         try:
             yield run_id, buffer
+        except Pruned:
+            buffer.flush()
+            self.tracker.set_tags(run_id, {PRUNED: "true"})
+            self.tracker.end_run(run_id, "KILLED")
+            raise
         except BaseException as error:
             buffer.flush()
             record_failure(self.tracker, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")

@@ -10,6 +10,7 @@ the trial errored and the rest of the study goes on.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -40,13 +41,30 @@ class TuneReporter(Callback):
             tune.report({self.metric: float(value), "phase": "val", "stage": stage, "step": int(step)})
 
 
+@dataclass(frozen=True)
+class TrialResult:
+    run_id: str  # the MLflow trial run
+    metrics: dict[str, float]  # the final numbers logged on it: <task>/<metric> and cost/*
+
+
 def run_trial(params: dict) -> None:
     """The Tune trainable."""
+    trial, ctx = Trial.from_payload(params["trial"]), params["study"]
+    result = execute(trial, ctx, callbacks=[TuneReporter(ctx["metric"])])
+
+    from ray import tune
+
+    tune.report({ctx["metric"]: result.metrics.get(ctx["metric"], float("nan")), "phase": "test"})
+
+
+def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None) -> TrialResult:
+    """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
+    `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
+    `tags` go on the trial run (a search's `ablate.optuna_trial`)."""
     import torch
 
     from m3ae.train import finetune
 
-    trial, ctx = Trial.from_payload(params["trial"]), params["study"]
     cfg = trial.config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -54,6 +72,8 @@ def run_trial(params: dict) -> None:
     tracker = Tracker(ctx["tracking_uri"])
 
     with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run:
+        if tags:
+            tracker.set_tags(run.run_id, tags)
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
         if cfg.pretrain.enabled:
             entry = pretrained(run, tracker, trial, paths)
@@ -64,17 +84,14 @@ def run_trial(params: dict) -> None:
         for task in cfg.finetune.tasks:
             with run.stage(task, "finetune") as (_, buffer):
                 result = finetune(cfg, task, checkpoint, paths["trial"] / task, paths["data"],
-                                  callbacks=[buffer, TuneReporter(ctx["metric"])])
+                                  callbacks=[buffer, *callbacks])
             finals.update({f"{task}/{k}": float(v) for k, v in result.metrics.items()})
             finetune_seconds += result.seconds
             finetune_flops += result.flops
         finals.update({"cost/pretrain_seconds": pretrain_cost["seconds"], "cost/finetune_seconds": finetune_seconds,
                        "cost/flops": pretrain_cost["flops"] + finetune_flops})
         tracker.log_metrics(run.run_id, finals)
-
-    from ray import tune
-
-    tune.report({ctx["metric"]: finals.get(ctx["metric"], float("nan")), "phase": "test"})
+    return TrialResult(run.run_id, finals)
 
 
 def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path]):
