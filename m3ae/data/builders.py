@@ -1,0 +1,106 @@
+"""The DATASETS registry entries: name -> factory(split, cfg, tokenizer, cache_dir) -> TaskDataset.
+
+Synthetic datasets come from the synthmed cache; real ones are read from
+<data.root>/<name>/ in their published formats (see m3ae/data/real/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from m3ae.data.answers import label_set
+from m3ae.data.dataset import ArrayImages, FileImages, TaskDataset
+from m3ae.data.real import melinda as melinda_format
+from m3ae.data.real import pairs as pairs_format
+from m3ae.data.real import vqa as vqa_format
+from m3ae.data.real.common import data_root
+from m3ae.data.synthmed import load_split
+from m3ae.registry import DATASETS
+
+# ------------------------------------------------------------------ synthmed
+
+
+def _synth(task: str, kind: str):
+    def factory(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
+        data = load_split(task, split, cfg.data, cfg.model.vision.image_size, cache_dir)
+        records = data.records
+        common = dict(name=task, split=split, kind=kind, images=ArrayImages(data.images), texts=records["texts"],
+                      image_index=np.asarray(records["image_index"]))
+        if kind == "vqa":
+            answers = data.meta["answers"]
+            ids = {a: i for i, a in enumerate(answers)}
+            return TaskDataset(**common, targets=[((ids[a],), (1.0,)) for a in records["answers"]],
+                               answer_types=np.asarray(records["answer_types"]), answers=answers,
+                               answer_texts=records["answers"])
+        if kind == "cls":
+            return TaskDataset(**common, targets=list(records["labels"]), classes=data.meta["classes"])
+        return TaskDataset(**common)
+
+    factory.__doc__ = f"synthmed {task} ({kind})"
+    return factory
+
+
+DATASETS.register("synth_pairs")(_synth("synth_pairs", "pairs"))
+DATASETS.register("synth_vqa")(_synth("synth_vqa", "vqa"))
+DATASETS.register("synth_cls")(_synth("synth_cls", "cls"))
+DATASETS.register("synth_irtr")(_synth("synth_irtr", "retrieval"))
+
+# ------------------------------------------------------------------ real formats
+
+
+def _pairs(name: str, paths: list[Path], texts: list[str], split: str, cfg) -> TaskDataset:
+    """Pairs sharing an image file share an image id."""
+    unique: dict[Path, int] = {}
+    index = [unique.setdefault(p, len(unique)) for p in paths]
+    return TaskDataset(name=name, split=split, kind="pairs", images=FileImages(list(unique), cfg.model.vision.image_size),
+                       texts=texts, image_index=np.asarray(index))
+
+
+@DATASETS.register("roco")
+def roco(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
+    """ROCO pairs (pre-training and retrieval: val/test hold 2,000 pairs)."""
+    return _pairs("roco", *pairs_format.read_roco(data_root(cfg, "roco"), split), split, cfg)
+
+
+@DATASETS.register("medicat")
+def medicat(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
+    """MedICaT radiology figure-caption pairs."""
+    return _pairs("medicat", *pairs_format.read_medicat(data_root(cfg, "medicat"), split), split, cfg)
+
+
+def _vqa(name: str, reader):
+    def factory(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
+        splits = reader(data_root(cfg, name))
+        answers = label_set({s: rows.answers for s, rows in splits.items()})
+        ids = {a: i for i, a in enumerate(answers)}
+        rows = splits[split]
+        unique: dict[Path, int] = {}
+        index = [unique.setdefault(p, len(unique)) for p in rows.images]
+        return TaskDataset(name=name, split=split, kind="vqa",
+                           images=FileImages(list(unique), cfg.model.vision.image_size),
+                           texts=rows.questions, image_index=np.asarray(index),
+                           targets=[((ids[a],), (1.0,)) for a in rows.answers],
+                           answer_types=np.asarray(rows.answer_types), answers=answers, answer_texts=rows.answers)
+
+    factory.__doc__ = f"{name} questions (answer label set over all splits)"
+    return factory
+
+
+DATASETS.register("vqa_rad")(_vqa("vqa_rad", vqa_format.read_vqa_rad))
+DATASETS.register("slake")(_vqa("slake", vqa_format.read_slake))
+DATASETS.register("medvqa_2019")(_vqa("medvqa_2019", vqa_format.read_medvqa_2019))
+
+
+@DATASETS.register("melinda")
+def melinda(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
+    """MELINDA figures with captions, label p_meth_label."""
+    splits = melinda_format.read_melinda(data_root(cfg, "melinda"))
+    classes = sorted({label for _, _, labels in splits.values() for label in labels})
+    ids = {c: i for i, c in enumerate(classes)}
+    images, captions, labels = splits[split]
+    return TaskDataset(name="melinda", split=split, kind="cls",
+                       images=FileImages(images, cfg.model.vision.image_size), texts=captions,
+                       image_index=np.arange(len(images)), targets=[ids[label] for label in labels], classes=classes)
+

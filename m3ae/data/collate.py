@@ -1,0 +1,111 @@
+"""One collate path for every task: examples -> `m3ae.batch.Batch`, and the DataLoader.
+
+Images: uint8 [3, S, S] -> float in [0, 1] -> (train, data.augment) random
+resized crop with scale (0.8, 1) and aspect ratio (3/4, 4/3), back to S x S,
+one batched grid_sample -> normalised with CLIP's mean and std (the paper's
+image encoder is CLIP's ViT). No flips: left and right are labels here.
+Texts: padded/truncated to model.text.max_length; word ids from the fast
+tokenizer's word boundaries (-1 for special tokens and padding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, get_worker_info
+
+from m3ae.batch import Batch
+from m3ae.data.dataset import Example, TaskDataset
+
+IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+CROP_SCALE = (0.8, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> normalised."""
+    mean = torch.tensor(IMAGE_MEAN, dtype=images.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=images.dtype).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Inverse of `normalize` (back to [0, 1] pixels, e.g. for reconstruction PNGs)."""
+    mean = torch.tensor(IMAGE_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return images * std + mean
+
+
+def random_resized_crop(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Per-image random crop of CROP_SCALE of the area and CROP_RATIO aspect,
+    resized back to the input size. [B, C, H, W] -> [B, C, H, W]."""
+    b = images.shape[0]
+    area = torch.empty(b).uniform_(*CROP_SCALE, generator=generator)
+    log_ratio = torch.empty(b).uniform_(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator)
+    w = torch.sqrt(area * log_ratio.exp()).clamp(max=1.0)  # crop width / image width
+    h = torch.sqrt(area / log_ratio.exp()).clamp(max=1.0)
+    cx = (torch.rand(b, generator=generator) * 2 - 1) * (1 - w)  # centre in [-1, 1] coordinates
+    cy = (torch.rand(b, generator=generator) * 2 - 1) * (1 - h)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class Collate:
+    """Examples -> Batch. Picklable; its augmentation generator is re-seeded in
+    each DataLoader worker from the worker's seed, so runs repeat exactly."""
+
+    def __init__(self, tokenizer, max_length: int, kind: str, num_answers: int, augment: bool, seed: int):
+        self.tokenizer, self.max_length, self.kind = tokenizer, max_length, kind
+        self.num_answers, self.augment = num_answers, augment
+        self.generator = torch.Generator().manual_seed(seed)
+        self._worker = None
+
+    def __call__(self, examples: list[Example]) -> Batch:
+        info = get_worker_info()
+        if info is not None and self._worker != info.id:  # first batch in this worker
+            self._worker = info.id
+            self.generator.manual_seed(info.seed)
+        images = torch.stack([e.image for e in examples]).float().div_(255)
+        if self.augment:
+            images = random_resized_crop(images, self.generator)
+        input_ids, attention_mask, word_ids = self.tokenize([e.text for e in examples])
+        return Batch(images=normalize(images), input_ids=input_ids, attention_mask=attention_mask,
+                     word_ids=word_ids, labels=self.labels(examples),
+                     answer_types=torch.tensor([e.answer_type for e in examples]) if self.kind == "vqa" else None,
+                     image_ids=torch.tensor([e.image_id for e in examples]))
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """[B, T] input ids, attention mask and word ids (-1 for special tokens and padding)."""
+        enc = self.tokenizer(texts, padding="max_length", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        word_ids = torch.tensor([[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))])
+        return enc["input_ids"].long(), enc["attention_mask"].long(), word_ids.long()
+
+    def labels(self, examples: list[Example]):
+        if self.kind == "vqa":  # soft scores [B, A]
+            scores = torch.zeros(len(examples), self.num_answers)
+            for row, (ids, values) in enumerate(e.target for e in examples):
+                scores[row, list(ids)] = torch.tensor(values, dtype=torch.float)
+            return scores
+        if self.kind == "cls":
+            return torch.tensor([e.target for e in examples], dtype=torch.long)
+        return None
+
+
+def make_loader(dataset: TaskDataset, batch_size: int, *, train: bool, cfg, seed: int) -> DataLoader:
+    """A DataLoader of `Batch`es. train=True shuffles (seeded: the order repeats
+    for the same seed), augments when cfg.data.augment, and drops a last
+    incomplete batch (ITM needs full batches); evaluation keeps every example in order."""
+    if dataset.tokenizer is None:
+        raise ValueError(f"{dataset.name}: the dataset has no tokenizer (build it with build_dataset)")
+    collate = Collate(dataset.tokenizer, cfg.model.text.max_length, dataset.kind, len(dataset.answers),
+                      augment=bool(cfg.data.augment and train), seed=seed)
+    workers = cfg.data.num_workers
+    return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) > batch_size,
+                      collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
+                      generator=torch.Generator().manual_seed(seed))

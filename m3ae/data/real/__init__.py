@@ -1,0 +1,1 @@
+"""Readers for the real datasets in their published on-disk formats."""

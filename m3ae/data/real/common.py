@@ -1,0 +1,54 @@
+"""What the real-format readers share: the error type, file checks, counted skips."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from m3ae.config import ConfigError
+
+SPLITS = ("train", "val", "test")
+
+
+class DataFormatError(ConfigError):
+    """A dataset file is missing or does not follow its published format.
+    The message names the file (and row) and the expected layout."""
+
+
+def data_root(cfg, dataset: str) -> Path:
+    """<data.root>/<dataset>, checked to exist."""
+    if not cfg.data.root:
+        raise DataFormatError(f"data.root is not set: dataset {dataset!r} is read from <data.root>/{dataset}/ "
+                              "(set data.root=/path/to/datasets; see docs/data.md for the layouts)")
+    folder = Path(cfg.data.root).expanduser() / dataset
+    if not folder.is_dir():
+        raise DataFormatError(f"{dataset}: folder {folder} does not exist (data.root={cfg.data.root}; "
+                              "see docs/data.md for the expected layout)")
+    return folder
+
+
+def require_file(path: Path, layout: str) -> Path:
+    if not path.is_file():
+        raise DataFormatError(f"missing file {path} (expected layout: {layout})")
+    return path
+
+
+def warn_skipped(what: str, count: int, total: int, example: str) -> None:
+    """One warning per reason, with the count, as the paper's code silently drops these rows."""
+    if count:
+        warnings.warn(f"{what}: skipped {count} of {total} ({example})", stacklevel=3)
+
+
+def keep_existing_images(name: str, split: str, paths: list[Path], max_missing: int | None = None) -> list[bool]:
+    """Which image files exist. Missing ones are skipped with a counted warning
+    (as the paper's code does), or an error past `max_missing`."""
+    exists = [p.is_file() for p in paths]
+    missing = [p for p, ok in zip(paths, exists) if not ok]
+    if missing and max_missing is not None and len(missing) > max_missing:
+        raise DataFormatError(f"{name} {split}: {len(missing)} image files are missing, e.g. {missing[0]}")
+    if missing:
+        warn_skipped(f"{name} {split}: examples whose image file is missing", len(missing), len(paths),
+                     f"first: {missing[0]}")
+    if len(missing) == len(paths):
+        raise DataFormatError(f"{name} {split}: none of the {len(paths)} image files exist, e.g. {missing[0]}")
+    return exists

@@ -1,0 +1,215 @@
+"""Render synthmed scenes to grayscale images, vectorised over a chunk of scenes.
+
+Coordinates are normalised to [-1, 1] with y pointing down, so any image size
+works. A scene is painted in three passes:
+  1. anatomy: the region's outline (head, thorax or abdomen), organs and bone
+     as soft-edged ellipses, each structure's grey level taken from the
+     modality's look-up table (CT: bright bone, dark lungs; MRI T2: bright
+     fluid and fat, dark bone; X-ray: flat projection-like levels);
+  2. findings: a shape (round, oval, lobulated, irregular) painted at its
+     side/position slot with a grey level set by its intensity (hyper bright,
+     hypo dark, iso mid-grey) and a kind-specific pattern (mass: textured;
+     cyst: thin bright wall; nodule: soft edge; fluid: flat upper level;
+     abscess: thick rim), plus a faint dark outline so iso findings stay visible;
+  3. modality look: CT sharp with light noise in a circular field of view,
+     MRI with a smooth bias field and Rician noise, X-ray blurred with
+     vignetting and film grain.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from m3ae.data.synthmed.scene import MAX_FINDINGS, Scenes
+
+# structure -> grey level, per modality (ct, mri, x-ray) and region (brain, chest, abdomen).
+# organ1/2/3: brain = parenchyma/ventricles; chest = lungs/heart; abdomen = liver/kidneys/spleen.
+_LEVELS = {
+    0: {"background": 0.02, "soft": 0.42, "bone": 0.95,
+        0: {"organ1": 0.55, "organ2": 0.20}, 1: {"organ1": 0.07, "organ2": 0.52},
+        2: {"organ1": 0.60, "organ2": 0.68, "organ3": 0.52}},
+    1: {"background": 0.02, "soft": 0.70, "bone": 0.12,
+        0: {"organ1": 0.45, "organ2": 0.92}, 1: {"organ1": 0.05, "organ2": 0.30},
+        2: {"organ1": 0.32, "organ2": 0.62, "organ3": 0.50}},
+    2: {"background": 0.12, "soft": 0.38, "bone": 0.88,
+        0: {"organ1": 0.42, "organ2": 0.40}, 1: {"organ1": 0.16, "organ2": 0.60},
+        2: {"organ1": 0.46, "organ2": 0.44, "organ3": 0.44}},
+}
+
+# (structure, cx, cy, ax, ay, angle) painted in order, per region
+_ANATOMY = {
+    0: [("soft", 0, 0, 0.80, 0.92, 0), ("bone", 0, 0, 0.75, 0.87, 0), ("organ1", 0, 0, 0.68, 0.80, 0),
+        ("organ2", -0.12, -0.02, 0.07, 0.22, 0.25), ("organ2", 0.12, -0.02, 0.07, 0.22, -0.25)],
+    1: [("soft", 0, 0.02, 0.95, 0.72, 0), ("organ1", -0.42, -0.02, 0.30, 0.56, 0.05),
+        ("organ1", 0.42, -0.02, 0.30, 0.56, -0.05), ("organ2", 0.12, 0.20, 0.24, 0.20, 0.3),
+        ("bone", 0, 0.60, 0.10, 0.09, 0)],
+    2: [("soft", 0, 0.02, 0.96, 0.76, 0), ("organ1", -0.38, -0.20, 0.42, 0.36, 0.2),
+        ("organ3", 0.50, -0.25, 0.20, 0.24, -0.4), ("organ2", -0.34, 0.40, 0.12, 0.18, 0.3),
+        ("organ2", 0.34, 0.40, 0.12, 0.18, -0.3), ("bone", 0, 0.52, 0.11, 0.10, 0)],
+}
+
+SLOT_X = (0.42, -0.42)  # side left, right (radiological: patient's left on the image right)
+SLOT_Y = (-0.42, 0.0, 0.42)  # position upper, middle, lower
+RADII = (0.085, 0.13, 0.19)  # size small, medium, large (fraction of the half-width)
+TARGET = (0.86, 0.16, 0.50)  # intensity hyper, hypo, iso
+CHUNK = 512  # scenes rendered per vectorised pass (fixed: results never depend on it)
+
+
+def render(scenes: Scenes, size: int, rng: np.random.Generator) -> np.ndarray:
+    """[N, size, size] uint8 images of `scenes`. Noise comes from `rng`."""
+    out = np.empty((len(scenes), size, size), np.uint8)
+    for start in range(0, len(scenes), CHUNK):
+        part = scenes.select(slice(start, start + CHUNK))
+        out[start:start + len(part)] = _render_chunk(part, size, rng)
+    return out
+
+
+def render_float(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool = True) -> np.ndarray:
+    """[N, size, size] float32 in [0, 1] before quantisation; `findings=False`
+    paints the same scenes without their findings (tests check visibility)."""
+    return _paint(scenes, size, rng, findings)
+
+
+def _render_chunk(scenes: Scenes, size: int, rng: np.random.Generator) -> np.ndarray:
+    return np.round(_paint(scenes, size, rng, True) * 255).astype(np.uint8)
+
+
+def _paint(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool) -> np.ndarray:
+    x, y = _body_frame(scenes.pose, size)  # [B, S, S] each
+    image = np.empty_like(x)
+    image[:] = np.array([_LEVELS[m]["background"] for m in range(3)], np.float32)[scenes.modality][:, None, None]
+    for region in range(3):
+        idx = np.flatnonzero(scenes.region == region)
+        if len(idx):
+            image[idx] = _paint_anatomy(image[idx], x[idx], y[idx], scenes.modality[idx], region, size)
+    if findings:
+        for k in range(MAX_FINDINGS):
+            idx = np.flatnonzero(scenes.count > k)
+            if len(idx):
+                image[idx] = _paint_finding(image[idx], x[idx], y[idx], scenes.select(idx), k, size)
+    for modality, look in enumerate((_look_ct, _look_mri, _look_xray)):
+        idx = np.flatnonzero(scenes.modality == modality)
+        if len(idx):
+            image[idx] = look(image[idx], x[idx], y[idx], scenes.pose[idx], size, rng)
+    return np.clip(image, 0.0, 1.0)
+
+
+def _body_frame(pose: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres in the body's frame: pose = (scale, dx, dy, rotation) per scene."""
+    grid = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1)
+    scale, dx, dy, rot = (pose[:, i].astype(np.float32)[:, None, None] for i in range(4))
+    dx, dy, rot = dx * 0.04, dy * 0.04, rot * 0.08
+    gx, gy = grid[None, None, :] - dx, grid[None, :, None] - dy
+    cos, sin = np.cos(rot), np.sin(rot)
+    return (cos * gx + sin * gy) / scale, (-sin * gx + cos * gy) / scale
+
+
+def _ellipse_distance(x, y, cx, cy, ax, ay, angle):
+    """Normalised radius: < 1 inside the ellipse. Parameters broadcast against [B, S, S]."""
+    cos, sin = np.cos(angle), np.sin(angle)
+    u, v = (x - cx) * cos + (y - cy) * sin, -(x - cx) * sin + (y - cy) * cos
+    return np.sqrt((u / ax) ** 2 + (v / ay) ** 2)
+
+
+def _alpha(d, radius, size):
+    """Anti-aliased inside mask: 1 inside, 0 outside, a one-pixel ramp on the edge."""
+    return np.clip((1.0 - d) * radius * size / 2 + 0.5, 0.0, 1.0)
+
+
+def _paint_anatomy(image, x, y, modality, region, size):
+    for structure, cx, cy, ax, ay, angle in _ANATOMY[region]:
+        level = np.array([_lookup(m, region, structure) for m in range(3)], np.float32)[modality][:, None, None]
+        alpha = _alpha(_ellipse_distance(x, y, cx, cy, ax, ay, angle), min(ax, ay), size)
+        image += alpha * (level - image)
+    return image
+
+
+def _lookup(modality, region, structure):
+    table = _LEVELS[modality]
+    return table[structure] if structure in table else table[region][structure]
+
+
+def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
+    """Paint finding slot k of every scene in `s` (all have it)."""
+    col = lambda a: a[:, None, None]  # noqa: E731 - [B] -> [B, 1, 1]
+    radius = col(np.asarray(RADII, np.float32)[s.size[:, k]])
+    jitter = s.jitter[:, k].astype(np.float32)
+    cx = col(np.asarray(SLOT_X, np.float32)[s.side[:, k]] + 0.04 * jitter[:, 0])
+    cy = col(np.asarray(SLOT_Y, np.float32)[s.position[:, k]] + 0.04 * jitter[:, 1])
+    angle, phase = col(jitter[:, 2]), col(jitter[:, 3])
+    d = _shape_distance(x, y, cx, cy, radius, angle, phase, s.shape[:, k])
+    lx, ly = (x - cx) / radius, (y - cy) / radius  # local coordinates, radius 1
+    target = col(np.asarray(TARGET, np.float32)[s.intensity[:, k]])
+    kind = col(s.kind[:, k])
+    inside = _alpha(d, radius, size)
+    value = np.broadcast_to(target, d.shape).copy()
+    alpha = inside.copy()
+    # kind patterns, chosen per scene with np.where (all arrays [B, S, S])
+    texture = 0.5 * (np.sin(5 * lx + phase) + np.sin(4 * ly - 2 * phase))
+    value = np.where(kind == 0, target + 0.13 * texture, value)  # mass: heterogeneous
+    wall = np.clip(1 - np.abs(d - 0.9) * radius * size / 2, 0, 1)
+    value = np.where(kind == 1, target + wall * (0.97 - target), value)  # cyst: thin bright wall
+    alpha = np.where(kind == 2, np.exp(-2.5 * d ** 2), alpha)  # nodule: soft edge
+    level = np.clip((ly + 0.15) * radius * size / 2 + 0.5, 0, 1)
+    alpha = np.where(kind == 3, inside * level, alpha)  # fluid: flat upper level
+    rim = np.where(target < 0.5, 0.92, 0.12) + 0 * target
+    value = np.where((kind == 4) & (d > 0.55), rim, value)  # abscess: thick rim
+    image = image + alpha * (value - image)
+    outline = np.clip(1 - np.abs(d - 1.08) * radius * size / 2, 0, 1)
+    return image * (1 - 0.35 * outline)
+
+
+def _shape_distance(x, y, cx, cy, radius, angle, phase, shape):
+    """Normalised distance (< 1 inside) for each scene's shape (round, oval, lobulated, irregular)."""
+    shape = shape[:, None, None]
+    round_ = _ellipse_distance(x, y, cx, cy, radius, radius, 0.0)
+    oval = _ellipse_distance(x, y, cx, cy, radius * 1.35, radius * 0.68, angle)
+    lobes = [
+        _ellipse_distance(x, y, cx + 0.42 * radius * np.cos(phase + j * 2.094),
+                          cy + 0.42 * radius * np.sin(phase + j * 2.094), 0.62 * radius, 0.62 * radius, 0.0)
+        for j in range(3)
+    ]
+    lobulated = np.minimum(np.minimum(lobes[0], lobes[1]), lobes[2])
+    theta = np.arctan2(y - cy, x - cx)
+    irregular = round_ / (1 + 0.3 * np.sin(6 * theta + phase))
+    return np.select([shape == 0, shape == 1, shape == 2], [round_, oval, lobulated], irregular)
+
+
+def _noise(rng, shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def _look_ct(image, x, y, pose, size, rng):
+    """CT: sharp, light noise, dark outside a circular field of view."""
+    image = image + 0.02 * _noise(rng, image.shape)
+    fov = _alpha(np.sqrt(x ** 2 + y ** 2) / 1.02, 1.0, size)
+    return image * fov
+
+
+def _look_mri(image, x, y, pose, size, rng):
+    """MRI: smooth multiplicative bias field and Rician noise (magnitude of complex noise)."""
+    bx, by = pose[:, 3, None, None].astype(np.float32), pose[:, 1, None, None].astype(np.float32)
+    image = image * (1 + 0.22 * (bx * x + by * y))
+    n1, n2 = 0.035 * _noise(rng, image.shape), 0.035 * _noise(rng, image.shape)
+    return np.sqrt((image + n1) ** 2 + n2 ** 2)
+
+
+def _look_xray(image, x, y, pose, size, rng):
+    """X-ray: blurred projection look, vignetting, film grain."""
+    radius = max(1, size // 40)
+    image = _box_blur(_box_blur(image, radius), radius)
+    image = image * (1 - 0.3 * (x ** 2 + y ** 2)) + 0.05
+    return image + 0.03 * _noise(rng, image.shape)
+
+
+def _box_blur(image, radius):
+    """Separable box filter over the last two axes (cumulative sums, edge-padded)."""
+    for axis in (1, 2):
+        pad = [(0, 0)] * 3
+        pad[axis] = (radius + 1, radius)
+        c = np.cumsum(np.pad(image, pad, mode="edge"), axis=axis, dtype=np.float32)
+        n = image.shape[axis]
+        hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        image = (hi - lo) / (2 * radius + 1)
+    return image
