@@ -1,0 +1,137 @@
+"""dashboards.summaries against numbers computed by hand."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from dashboards import summaries as S
+
+
+def test_mean_ci_of_one_two_three():
+    # t(0.975, df=2) = 4.302653; s = 1; half-width = 4.302653 / sqrt(3) = 2.484138
+    mean, low, high, n = S.mean_ci([1, 2, 3])
+    assert (mean, n) == (2.0, 3)
+    assert low == pytest.approx(2 - 2.484138, abs=1e-6)
+    assert high == pytest.approx(2 + 2.484138, abs=1e-6)
+
+
+def test_mean_ci_edge_cases():
+    mean, low, high, n = S.mean_ci([5.0])
+    assert mean == 5.0 and n == 1 and math.isnan(low) and math.isnan(high)
+    assert S.mean_ci([])[3] == 0 and math.isnan(S.mean_ci([])[0])
+    assert S.mean_ci([2, 2, 2])[1:3] == (2.0, 2.0)
+    assert S.mean_ci([1, float("nan"), 3])[::3] == (2.0, 2)  # NaN (a missing metric) is skipped
+
+
+def test_parse_value_and_same_value():
+    assert S.parse_value("0.75") == 0.75 and S.parse_value("4") == 4 and S.parse_value("true") is True
+    assert S.parse_value("mlp") == "mlp" and S.parse_value("None") is None
+    assert S.same_value("0.75", 0.75) and S.same_value(1, 1.0) and not S.same_value("mlp", "transformer")
+    assert S.is_numeric([0.25, 1]) and not S.is_numeric([True, False]) and not S.is_numeric(["a", 1])
+
+
+def _trials(rows):
+    return pd.DataFrame(rows, columns=["ratio", "seed", "acc"])
+
+
+def test_summarize_sorts_numeric_levels_and_counts_seeds():
+    trials = _trials([(0.75, 0, 3.0), (0.75, 1, 4.0), (0.75, 2, 5.0), (0.25, 0, 1.0), (0.25, 1, 2.0), (0.25, 2, 4.0)])
+    s = S.summarize(trials, ["ratio"], "acc")
+    assert list(s["ratio"]) == [0.25, 0.75]
+    assert list(s["mean"]) == pytest.approx([7 / 3, 4.0])
+    assert list(s["n"]) == [3, 3]
+    # level 0.75: values 3,4,5 -> s = 1 -> same half-width as [1, 2, 3]
+    assert s.loc[1, "ci_high"] - s.loc[1, "mean"] == pytest.approx(2.484138, abs=1e-6)
+
+
+def test_summarize_keeps_categorical_order():
+    trials = pd.DataFrame({"decoder": ["transformer", "mlp", "transformer"], "acc": [1.0, 2.0, 3.0]})
+    s = S.summarize(trials, ["decoder"], "acc")
+    assert list(s["decoder"]) == ["transformer", "mlp"] and list(s["mean"]) == [2.0, 2.0]
+
+
+def test_paired_t_against_best_level():
+    # best 0.75: 3,4,5; 0.25: 1,2,4 -> differences -2,-2,-1: mean -5/3, sd 1/sqrt(3), t = -5 (df 2)
+    # two-sided p = 2 * (1/2 - 5 / (2 sqrt(27))) = 0.037750
+    trials = _trials([(0.75, 0, 3.0), (0.75, 1, 4.0), (0.75, 2, 5.0), (0.25, 0, 1.0), (0.25, 1, 2.0), (0.25, 2, 4.0)])
+    tests = S.paired_vs_best(trials, ["ratio"], "acc", "max", ["seed"]).set_index("ratio")
+    assert tests.loc[0.75, "is_best"] and tests.loc[0.75, "test"] == "best"
+    assert tests.loc[0.25, "test"] == "paired t" and tests.loc[0.25, "n_pairs"] == 3
+    assert tests.loc[0.25, "diff"] == pytest.approx(-5 / 3)
+    assert tests.loc[0.25, "p_value"] == pytest.approx(0.037750, abs=1e-6)
+    assert tests.loc[0.25, "significant"]
+
+
+def test_paired_t_flags_noise_and_respects_mode():
+    # differences +1, -1, +1 -> mean 1/3, not significant
+    trials = _trials([(0.5, 0, 2.0), (0.5, 1, 2.0), (0.5, 2, 2.0), (0.9, 0, 3.0), (0.9, 1, 1.0), (0.9, 2, 3.0)])
+    tests = S.paired_vs_best(trials, ["ratio"], "acc", "max", ["seed"]).set_index("ratio")
+    assert tests.loc[0.9, "is_best"] and not tests.loc[0.5, "significant"] and tests.loc[0.5, "p_value"] > 0.3
+    assert S.paired_vs_best(trials, ["ratio"], "acc", "min", ["seed"]).set_index("ratio").loc[0.5, "is_best"]
+
+
+def test_constant_differences_are_certain():
+    trials = _trials([(1, 0, 2.0), (1, 1, 3.0), (2, 0, 1.0), (2, 1, 2.0)])
+    assert S.paired_vs_best(trials, ["ratio"], "acc", "max", ["seed"]).set_index("ratio").loc[2, "p_value"] == 0.0
+
+
+def test_bootstrap_when_seeds_do_not_pair():
+    far = _trials([(1, 0, 10.0), (1, 1, 11.0), (2, 2, 0.0), (2, 3, 1.0)])
+    row = S.paired_vs_best(far, ["ratio"], "acc", "max", ["seed"]).set_index("ratio").loc[2]
+    assert row["test"] == "bootstrap" and row["n_pairs"] == 0 and row["p_value"] == 0.0 and row["significant"]
+    near = _trials([(1, 0, 1.0), (1, 1, 2.0), (2, 2, 1.0), (2, 3, 2.0)])
+    assert S.paired_vs_best(near, ["ratio"], "acc", "max", ["seed"]).set_index("ratio").loc[2, "p_value"] == 1.0
+
+
+def test_too_few_seeds_gives_no_test():
+    trials = _trials([(1, 0, 2.0), (2, 0, 1.0)])
+    row = S.paired_vs_best(trials, ["ratio"], "acc", "max", ["seed"]).set_index("ratio").loc[2]
+    assert row["test"] == "too few seeds" and math.isnan(row["p_value"]) and not row["significant"]
+
+
+def _grid():
+    rows = []
+    for ratio, acc in ((0.25, 0.5), (0.5, 0.6), (0.75, 0.7)):
+        for seed in range(3):
+            rows.append({"model.mim.mask_ratio": ratio, "seed": seed, "m": acc + 0.01 * seed})
+    return pd.DataFrame(rows)
+
+
+def test_reference_ranking_agreement():
+    reference = {"ranking": [{"model.mim.mask_ratio": 0.75}, {"model.mim.mask_ratio": 0.25},
+                             {"model.mim.mask_ratio": 0.5}, {"model.mim.mask_ratio": 0.9}]}
+    table, agreement = S.compare_with_reference(_grid(), reference, "m", "max")
+    assert list(table["setting"]) == ["mim.mask_ratio=0.75", "mim.mask_ratio=0.25", "mim.mask_ratio=0.5",
+                                      "mim.mask_ratio=0.9"]
+    assert list(table["our_rank"][:3]) == [1, 3, 2]
+    assert list(table["paper_rank"][:3]) == [1, 2, 3]  # 0.9 never ran: the paper is re-ranked without it
+    assert list(table["agrees"]) == [True, False, False, None]
+    assert table.loc[0, "mean"] == pytest.approx(0.71) and table.loc[0, "n"] == 3
+    # pairs (0.75,0.25) and (0.75,0.5) agree, (0.25,0.5) does not: tau = (2 - 1) / 3
+    assert agreement["kendall_tau"] == pytest.approx(1 / 3) and agreement["best_agrees"] and agreement["n"] == 3
+
+
+def test_reference_values_only_are_ranked_by_value():
+    reference = {"values": [{"setting": {"model.mim.mask_ratio": r}, "value": v} for r, v in
+                            ((0.25, 70.0), (0.5, 75.0), (0.75, 77.0))]}
+    table, agreement = S.compare_with_reference(_grid(), reference, "m", "max")
+    assert list(table["paper_value"]) == [70.0, 75.0, 77.0] and list(table["paper_rank"]) == [3, 2, 1]
+    assert all(table["agrees"]) and agreement["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_reference_with_unknown_factor_names_it():
+    with pytest.raises(KeyError, match="model.mlm.mask_ratio"):
+        S.compare_with_reference(_grid(), {"ranking": [{"model.mlm.mask_ratio": 0.15}]}, "m", "max")
+
+
+def test_pareto_front():
+    points = pd.DataFrame({"cost": [1, 2, 3, 2, float("nan")], "acc": [0.5, 0.7, 0.6, 0.4, 0.9]})
+    assert list(S.pareto_front(points, "cost", "acc", "max")) == [True, True, False, False, False]
+    # minimising: (1, 0.5) is cheapest, (2, 0.4) lowest; neither beats the other
+    assert list(S.pareto_front(points, "cost", "acc", "min")) == [True, False, False, True, False]
+
+
+def test_state_counts_order():
+    trials = pd.DataFrame({"state": ["FAILED", "FINISHED", "PRUNED", "FINISHED"]})
+    assert S.state_counts(trials).to_dict("list") == {"state": ["FINISHED", "PRUNED", "FAILED"], "trials": [2, 1, 1]}
