@@ -2,8 +2,9 @@
 
 Images: uint8 [3, S, S] -> float in [0, 1] -> (train, data.augment) random
 resized crop with scale (0.8, 1) and aspect ratio (3/4, 4/3), back to S x S,
-one batched grid_sample -> normalised with CLIP's mean and std (the paper's
-image encoder is CLIP's ViT). No flips: left and right are labels here.
+one batched grid_sample -> normalised with m3ae.batch.IMAGE_MEAN / IMAGE_STD
+(0.5 / 0.5 per channel: pixels map to [-1, 1]; the model un-normalises with the
+same constants). No flips: left and right are labels here.
 Texts: padded/truncated to model.text.max_length; word ids from the fast
 tokenizer's word boundaries (-1 for special tokens and padding).
 """
@@ -16,11 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, get_worker_info
 
-from m3ae.batch import Batch
+from m3ae.batch import IMAGE_MEAN, IMAGE_STD, Batch
 from m3ae.data.dataset import Example, TaskDataset
 
-IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 CROP_SCALE = (0.8, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 

@@ -10,7 +10,8 @@ works. A scene is painted in three passes:
      side/position slot with a grey level set by its intensity (hyper bright,
      hypo dark, iso mid-grey) and a kind-specific pattern (mass: textured;
      cyst: thin bright wall; nodule: soft edge; fluid: flat upper level;
-     abscess: thick rim), plus a faint dark outline so iso findings stay visible;
+     abscess: thick rim), plus an outline contrasting with the surrounding tissue so that every finding
+     stays visible (iso findings, hypo findings in the dark lungs);
   3. modality look: CT sharp with light noise in a circular field of view,
      MRI with a smooth bias field and Rician noise, X-ray blurred with
      vignetting and film grain.
@@ -154,9 +155,13 @@ def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
     alpha = np.where(kind == 3, inside * level, alpha)  # fluid: flat upper level
     rim = np.where(target < 0.5, 0.92, 0.12) + 0 * target
     value = np.where((kind == 4) & (d > 0.55), rim, value)  # abscess: thick rim
+    before = image
     image = image + alpha * (value - image)
+    # an outline contrasting with the tissue around it: dark on bright tissue,
+    # bright on dark (lungs), so every finding is visible whatever its intensity
     outline = np.clip(1 - np.abs(d - 1.08) * radius * size / 2, 0, 1)
-    return image * (1 - 0.35 * outline)
+    ring = np.where(before < 0.3, before + 0.3, before * 0.6)
+    return image + 0.8 * outline * (ring - image)
 
 
 def _shape_distance(x, y, cx, cy, radius, angle, phase, shape):
@@ -196,8 +201,9 @@ def _look_mri(image, x, y, pose, size, rng):
 
 def _look_xray(image, x, y, pose, size, rng):
     """X-ray: blurred projection look, vignetting, film grain."""
-    radius = max(1, size // 40)
-    image = _box_blur(_box_blur(image, radius), radius)
+    radius = size // 64  # a projection's blur, kept well under a finding's size
+    if radius:
+        image = _box_blur(image, radius)
     image = image * (1 - 0.3 * (x ** 2 + y ** 2)) + 0.05
     return image + 0.03 * _noise(rng, image.shape)
 

@@ -72,7 +72,7 @@ def report(scenes: Scenes, i: int, rnd: random.Random) -> str:
         Region=_cap(rnd.choice(REGION_WORDS[region])), region=rnd.choice(REGION_WORDS[region]))
     body = [_finding_sentence(modality, region, f, rnd) for f in findings]
     absent = [k for k in KINDS if k not in {f["kind"] for f in findings}]
-    for kind in rnd.sample(absent, rnd.randint(0, 2 if len(findings) <= 1 else 1)):
+    for kind in rnd.sample(absent, rnd.randint(0, max(0, 2 - len(findings)))):  # keep long reports short
         body.append(_cap(rnd.choice(_NEGATIONS).format(kind=rnd.choice(KIND_WORDS[kind]),
                                                        Kind=rnd.choice(KIND_WORDS[kind]))))
     if not findings:
