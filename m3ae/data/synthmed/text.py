@@ -117,20 +117,25 @@ def questions(scenes: Scenes, i: int, n: int, rnd: random.Random) -> list[tuple[
     Closed questions are balanced per wording: a target answer (yes/no) is
     drawn first and the question is built to have it (a present or absent
     kind, the true or a wrong attribute value). Questions whose answer the
-    image fixes ("is this image normal?") are accepted with a probability
+    image fixes ("is this image normal?") are thinned with a probability
     that evens out yes and no.
     """
     modality, region, findings = scene_words(scenes, i)
     out: list[tuple[str, str, int]] = []
     seen: set[str] = set()
+    slot = None
     for _ in range(50 * n):
         if len(out) == n:
             break
-        make = _closed if rnd.random() < 0.5 else _open
-        qa = make(modality, region, findings, rnd)
+        # each question slot draws its type and, for closed ones, its answer once; templates
+        # that cannot give that answer for this image are retried, keeping yes and no even
+        slot = slot or (_closed if rnd.random() < 0.5 else _open, rnd.random() < 0.5)
+        make, want = slot
+        qa = make(modality, region, findings, rnd, want)
         if qa is not None and qa[0] not in seen:
             seen.add(qa[0])
             out.append((qa[0], qa[1], CLOSED if make is _closed else OPEN))
+            slot = None
     return out
 
 
@@ -151,8 +156,8 @@ def a(word: str) -> str:
     return ("an " if word[0].lower() in "aeio" or word.startswith("MRI") else "a ") + word
 
 
-def _closed(modality, region, findings, rnd):
-    want = rnd.random() < 0.5  # the answer this question will have
+def _closed(modality, region, findings, rnd, want: bool):
+    """A yes/no question whose answer is `want`, or None if this template cannot ask one."""
     kinds = {f["kind"] for f in findings}
     template = rnd.randrange(8)
     if template == 0:  # a kind anywhere
@@ -192,12 +197,12 @@ def _closed(modality, region, findings, rnd):
         if attr == "intensity":
             value = INTENSITY_ANSWER[modality][value]
         return f"Is the {noun(f['kind'])} {value}?", _yes(want)
-    if template == 5:  # normal? (the image decides; accept to balance: P(normal) = 0.2)
+    if template == 5:  # normal? (the image decides; P(normal) = 0.2, so "no" is thinned to even out)
         normal = not findings
-        if (normal != want) or (not normal and rnd.random() > 0.25):
+        if (normal != want) or (not normal and rnd.random() > 0.45):
             return None
         return rnd.choice(["Is this image normal?", "Is this a normal study?"]), _yes(normal)
-    if template == 6:  # any abnormality? (same balancing, opposite polarity)
+    if template == 6:  # any abnormality? (the same, opposite polarity; the rates were measured to even out)
         abnormal = bool(findings)
         if (abnormal != want) or (abnormal and rnd.random() > 0.25):
             return None
@@ -208,7 +213,7 @@ def _closed(modality, region, findings, rnd):
     return rnd.choice(["Is there more than one lesion?", "Are there multiple lesions?"]), _yes(more)
 
 
-def _open(modality, region, findings, rnd):
+def _open(modality, region, findings, rnd, want=None):
     template = rnd.randrange(9)
     if template == 0:
         return rnd.choice(["What modality is this?", "What imaging modality was used?"]), modality
