@@ -50,25 +50,6 @@ class TaskModel(torch.nn.Module):
         return roles
 
 
-class TaskSubset(torch.utils.data.Subset):
-    """Some examples of a task dataset; its other attributes (answers, num_classes, ...) pass through."""
-
-    def __getattr__(self, name):
-        if name in ("dataset", "indices"):  # not set yet (unpickling): avoid recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-
-def train_subset(dataset, fraction: float, seed: int):
-    """A fixed random `fraction` of a training set (all of it at 1.0), the same for every trial with this seed."""
-    if fraction >= 1.0:
-        return dataset
-    n = max(1, round(fraction * len(dataset)))
-    generator = torch.Generator().manual_seed(seed)
-    indices = torch.randperm(len(dataset), generator=generator)[:n].sort().values.tolist()
-    return TaskSubset(dataset, indices)
-
-
 def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=()) -> FinetuneResult:
     """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch."""
     from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
@@ -82,14 +63,17 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     start = time.perf_counter()
 
     tokenizer = build_tokenizer(cfg, cache_dir)
-    splits = {split: build_dataset(spec.dataset, split, cfg, tokenizer, cache_dir) for split in ("train", "val", "test")}
+    # train_fraction keeps a fixed random share of the training split (the same for scratch and pre-trained)
+    splits = {split: build_dataset(spec.dataset, split, cfg, tokenizer, cache_dir,
+                                   fraction=fcfg.train_fraction if split == "train" else 1.0, fraction_seed=cfg.seed)
+              for split in ("train", "val", "test")}
     model = build_model(cfg.model, text_vocab(tokenizer))
     if checkpoint is not None:
         load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
     net = TaskModel(model, spec.build_head(model, splits["train"]))
     optimizer = build_optimizer(net.roles(), fcfg, net.parameters())
 
-    train_set = train_subset(splits["train"], fcfg.train_fraction, cfg.seed)
+    train_set = splits["train"]
     loader_for = lambda epoch: make_loader(train_set, fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
                                            seed=cfg.seed * 100_003 + epoch)
     steps_per_epoch = len(loader_for(0))
