@@ -1,0 +1,50 @@
+"""`ablate search SEARCH.yaml`: an Optuna search over the M3AE design space, trials on Ray, runs in MLflow.
+
+The Optuna study lives in an RDB storage (default: sqlite:///<workdir>/optuna.db)
+under the search's `name`. Running the same command again continues that study
+up to `n_trials` trials in total (`--n-trials 24` raises the total); a study of
+the same name made by a different search (another space, objectives, profile,
+base, tasks or seeds) is refused rather than merged. Watch it live with
+`optuna-dashboard <storage>`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("search", type=Path, help="the search YAML file (kind: search)")
+    parser.add_argument("--profile", default=None, help="override the search's profile (smoke | laptop | paper)")
+    parser.add_argument("--n-trials", type=int, default=None, metavar="N",
+                        help="trials in the study when this command ends, counting earlier runs (default: the file's)")
+    parser.add_argument("--storage", default=None, metavar="URL",
+                        help="Optuna storage, any SQLAlchemy URL, e.g. postgresql://host/db "
+                             "(default: sqlite:///<workdir>/optuna.db)")
+    parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                        help="run at most N trials at once (default: as many as the resources allow)")
+    parser.add_argument("--address", default=None,
+                        help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
+
+
+def run(args) -> int:
+    from ablations.cli import UsageError
+    from ablations.search import load_search
+
+    for flag in ("n_trials", "max_concurrent"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
+    spec = load_search(args.search, args.profile)  # before anything is created
+
+    from ablations import tracking
+    from ablations.search_runner import default_storage, redact, run_search
+
+    storage = args.storage or default_storage(args.workdir)
+    print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
+    outcome = run_search(spec, args.search.read_text(), workdir=args.workdir, storage_url=storage,
+                         tracking_uri=tracking.resolve_tracking_uri(args.workdir, args.tracking_uri),
+                         n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address)
+    return 0 if outcome.states.get("COMPLETE", 0) else 1
