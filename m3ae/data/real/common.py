@@ -40,12 +40,16 @@ def warn_skipped(what: str, count: int, total: int, example: str) -> None:
 
 
 def keep_existing_images(name: str, split: str, paths: list[Path], max_missing: int | None = None) -> list[bool]:
-    """Which image files exist. Missing ones are skipped with a counted warning
-    (as the paper's code does), or an error past `max_missing`."""
-    exists = [p.is_file() for p in paths]
+    """Which examples' image files exist. Examples whose image is missing are
+    skipped with a counted warning (as the paper's code does), or it is an error
+    when more than `max_missing` distinct files are missing."""
+    found = {p: p.is_file() for p in dict.fromkeys(paths)}  # each distinct file checked once
+    exists = [found[p] for p in paths]
     missing = [p for p, ok in zip(paths, exists) if not ok]
-    if missing and max_missing is not None and len(missing) > max_missing:
-        raise DataFormatError(f"{name} {split}: {len(missing)} image files are missing, e.g. {missing[0]}")
+    missing_files = [p for p, ok in found.items() if not ok]
+    if max_missing is not None and len(missing_files) > max_missing:
+        raise DataFormatError(f"{name} {split}: {len(missing_files)} image files are missing (at most "
+                              f"{max_missing} tolerated), e.g. {missing_files[0]}")
     if missing:
         warn_skipped(f"{name} {split}: examples whose image file is missing", len(missing), len(paths),
                      f"first: {missing[0]}")
