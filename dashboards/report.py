@@ -286,7 +286,10 @@ def _search_sections(page: html.Page, study, data: StudyData | None) -> None:
             target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
             page.figure(section, vis.plot_optimization_history(study, target=target, target_name=name))
             try:
-                page.figure(section, vis.plot_param_importances(study, target=target, target_name=name))
+                # fANOVA: direction-agnostic (PED-ANOVA, the default, ranks for *low* targets) and seeded
+                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+                page.figure(section, vis.plot_param_importances(study, evaluator=evaluator, target=target,
+                                                                target_name=name))
             except (RuntimeError, ValueError) as error:  # fewer than 2 trials, or no parameter varies
                 section.blocks.append(html.paragraph(f"Parameter importances for {name}: not available ({error})."))
             page.figure(section, vis.plot_parallel_coordinate(study, target=target, target_name=name))

@@ -114,12 +114,17 @@ def write_sample_study(
     pruned: int = 0,
     noise: float = 0.01,
     log_spec: bool = True,
+    artifact_location: str | None = None,
 ) -> dict:
     """Write study `name` into the store; returns its spec. The last `failed` trials fail with an
     error message, the `pruned` before them are marked pruned (both have no final metrics).
-    Factors starting with `finetune.` do not change the pre-train key, so those trials share a pre-train."""
+    Factors starting with `finetune.` do not change the pre-train key, so those trials share a pre-train.
+    Artifacts go to `artifact_location`, by default an `artifacts` folder beside a sqlite database
+    (MLflow's own default is ./mlruns in the current directory)."""
     client = MlflowClient(tracking_uri=tracking_uri)
-    experiment_id = client.create_experiment(name)
+    if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+        artifact_location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
     writer = _Writer(client, experiment_id)
     spec = sample_spec(name, factors, seeds)
     study_run = writer.run({"ablate.kind": "study", "ablate.study": name, "mlflow.runName": "study"}, status="RUNNING")
