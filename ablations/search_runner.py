@@ -16,7 +16,7 @@ Why Optuna's ask/tell driving Ray tasks, and not Ray Tune's `OptunaSearch`:
 - Crashes are Optuna's heartbeat: the driver records a heartbeat for each
   running trial; a trial whose driver died goes stale, is marked FAIL by the
   next driver (`fail_stale_trials`) and retried once with the same parameters
-  (`RetryFailedTrialCallback`).
+  (`RetryHeartbeatStaleTrialCallback`).
 - Ray stays what it is best at: placing a trial (a plain remote task asking for
   the search's `resources`) on a free core or node, locally or on a cluster.
 
@@ -70,7 +70,7 @@ def open_storage(url: str, heartbeat_seconds: int | None = HEARTBEAT_SECONDS):
         return optuna.storages.RDBStorage(url, engine_kwargs=engine)
     return optuna.storages.RDBStorage(
         url, engine_kwargs=engine, heartbeat_interval=heartbeat_seconds,
-        heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY))
+        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
 
 def redact(url: str) -> str:
@@ -109,9 +109,9 @@ def open_study(spec: SearchSpec, storage, storage_url: str):
 
 def retried_numbers(trials) -> set[int]:
     """Numbers of failed trials that a later trial re-runs (their budget passed to the retry)."""
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    return {n for t in trials if (n := RetryFailedTrialCallback.retried_trial_number(t)) is not None}
+    return {n for t in trials if (n := RetryHeartbeatStaleTrialCallback.retried_trial_number(t)) is not None}
 
 
 def budget_used(trials) -> int:
@@ -419,7 +419,7 @@ class Driver:
         import ray
         from optuna.trial import TrialState
 
-        retry = optuna.storages.RetryFailedTrialCallback(max_retry=None)
+        retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=None)
         for pending in list(self.pending.values()):
             if pending.ref is not None:
                 ray.cancel(pending.ref, force=False)
