@@ -57,9 +57,11 @@ class ClassificationHead(_MLPClassifier):
 
 
 def init_weights(module: nn.Module) -> None:
-    """BERT/ViT init for the layers we own (the encoders keep their libraries' init)."""
+    """MAE's init for the layers we own (the encoders keep their libraries' init):
+    xavier-uniform linears scale with the width, where BERT's fixed std 0.02 leaves
+    small models' cross-attention too weak to start learning."""
     if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
+        nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
