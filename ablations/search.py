@@ -394,3 +394,21 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
             apply_overrides(base_cfg, {**fixed, **point})
         except ConfigError as error:
             problems.add(("enqueue", i), str(error))
+
+
+def is_search_file(path: str | Path) -> bool:
+    """Whether a YAML file says `kind: search` (anything unreadable is left to the study loader)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and data.get("kind") == "search"
+
+
+def describe(spec: SearchSpec) -> str:
+    """One line for `ablate validate`."""
+    objectives = ", ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
+    return (f"search {spec.name!r}, {len(spec.space)} dimensions, {spec.n_trials} trials x {len(spec.seeds)} seed(s), "
+            f"profile {spec.profile}, sampler {spec.sampler.name}, pruner {spec.pruner.name}, objectives {objectives}")

@@ -114,6 +114,12 @@ def test_shipped_searches_are_valid(path, profile):
         assert spec.pruner.name == "none"
 
 
+def test_validate_checks_search_files(capsys):
+    assert main(["validate", str(ROOT / "studies" / "search_masking.yaml")]) == 0
+    assert "ok - search 'search_masking', 4 dimensions, 16 trials" in capsys.readouterr().out
+    assert main(["validate", str(BAD[0])]) == 2
+
+
 def test_the_same_search_keeps_its_fingerprint_and_a_changed_one_does_not():
     text = LR_SEARCH.format(name="x")
     same = parse_search(text + "timeout: 60\n")  # run limits do not change what a trial means

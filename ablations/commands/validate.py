@@ -11,9 +11,13 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ablations.search import describe, is_search_file, load_search
     from ablations.spec import load_spec
     from ablations.study import expand
 
+    if is_search_file(args.study):  # kind: search -> the Optuna search checks
+        print(f"{args.study}: ok - {describe(load_search(args.study, args.profile))}")
+        return 0
     spec = load_spec(args.study, args.profile)
     trials = expand(spec)
     pretrains = len({t.pretrain_key for t in trials if t.config.pretrain.enabled})
