@@ -24,15 +24,16 @@ LINE_PX = 14
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    show = actions.add_parser("show", help="write a PNG grid of samples with their texts")
-    show.add_argument("task", metavar="TASK", help="dataset name, e.g. synth_vqa")
-    show.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
-    show.add_argument("--out", type=Path, default=None, help="PNG path (default <workdir>/data/<task>_<split>.png)")
-    show.add_argument("--split", default="train", choices=("train", "val", "test"))
-    show.add_argument("--profile", default="laptop", help="smoke | laptop | paper: image size, data sizes (default laptop)")
-    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                      help="override a config value, e.g. data.synth_seed=1 (repeatable)")
+    # a positional action rather than nested subparsers, so --workdir works anywhere on the line
+    parser.add_argument("action", choices=("show",), help="show: write a PNG grid of samples with their texts")
+    parser.add_argument("task", metavar="TASK", help="dataset name, e.g. synth_vqa")
+    parser.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
+    parser.add_argument("--out", type=Path, default=None, help="PNG path (default <workdir>/data/<task>_<split>.png)")
+    parser.add_argument("--split", default="train", choices=("train", "val", "test"))
+    parser.add_argument("--profile", default="laptop",
+                        help="smoke | laptop | paper: image size and data sizes (default laptop)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                        help="override a config value, e.g. data.synth_seed=1 (repeatable)")
 
 
 def grid_size(n: int) -> tuple[int, int]:
@@ -85,8 +86,13 @@ def run(args) -> int:
     from m3ae.config import apply_overrides, profile
     from m3ae.data import build_dataset
 
+    from m3ae.registry import DATASETS
+
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
+    for part in args.task.split("+"):
+        if part not in DATASETS:
+            raise UsageError(DATASETS.unknown_message(part))
     cfg = apply_overrides(profile(args.profile), args.overrides)
     # the grid shows raw texts and pixels: no tokenizer needed
     dataset = build_dataset(args.task, args.split, cfg, None, args.workdir / "cache")

@@ -19,6 +19,8 @@ works. A scene is painted in three passes:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from m3ae.data.synthmed.scene import MAX_FINDINGS, Scenes
@@ -105,10 +107,17 @@ def _body_frame(pose: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return (cos * gx + sin * gy) / scale, (-sin * gx + cos * gy) / scale
 
 
-def _ellipse_distance(x, y, cx, cy, ax, ay, angle):
-    """Normalised radius: < 1 inside the ellipse. Parameters broadcast against [B, S, S]."""
-    cos, sin = np.cos(angle), np.sin(angle)
-    u, v = (x - cx) * cos + (y - cy) * sin, -(x - cx) * sin + (y - cy) * cos
+def _ellipse_distance(x, y, cx, cy, ax, ay, angle=0.0):
+    """Normalised radius: < 1 inside the ellipse. Parameters broadcast against [B, S, S]
+    (Python floats or float32 arrays: numpy float64 scalars would upcast the images)."""
+    dx, dy = x - cx, y - cy
+    if isinstance(angle, (int, float)):
+        if angle == 0:
+            return np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2)
+        cos, sin = math.cos(angle), math.sin(angle)
+    else:
+        cos, sin = np.cos(angle), np.sin(angle)
+    u, v = dx * cos + dy * sin, dy * cos - dx * sin
     return np.sqrt((u / ax) ** 2 + (v / ay) ** 2)
 
 
@@ -153,7 +162,7 @@ def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
     alpha = np.where(kind == 2, np.exp(-2.5 * d ** 2), alpha)  # nodule: soft edge
     level = np.clip((ly + 0.15) * radius * size / 2 + 0.5, 0, 1)
     alpha = np.where(kind == 3, inside * level, alpha)  # fluid: flat upper level
-    rim = np.where(target < 0.5, 0.92, 0.12) + 0 * target
+    rim = np.where(target < 0.5, np.float32(0.92), np.float32(0.12))
     value = np.where((kind == 4) & (d > 0.55), rim, value)  # abscess: thick rim
     before = image
     image = image + alpha * (value - image)
@@ -161,23 +170,33 @@ def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
     # bright on dark (lungs), so every finding is visible whatever its intensity
     outline = np.clip(1 - np.abs(d - 1.08) * radius * size / 2, 0, 1)
     ring = np.where(before < 0.3, before + 0.3, before * 0.6)
-    return image + 0.8 * outline * (ring - image)
+    image = image + 0.8 * outline * (ring - image)
+    assert image.dtype == np.float32  # a stray float64 would double the cost
+    return image
 
 
 def _shape_distance(x, y, cx, cy, radius, angle, phase, shape):
-    """Normalised distance (< 1 inside) for each scene's shape (round, oval, lobulated, irregular)."""
-    shape = shape[:, None, None]
-    round_ = _ellipse_distance(x, y, cx, cy, radius, radius, 0.0)
-    oval = _ellipse_distance(x, y, cx, cy, radius * 1.35, radius * 0.68, angle)
-    lobes = [
-        _ellipse_distance(x, y, cx + 0.42 * radius * np.cos(phase + j * 2.094),
-                          cy + 0.42 * radius * np.sin(phase + j * 2.094), 0.62 * radius, 0.62 * radius, 0.0)
-        for j in range(3)
-    ]
-    lobulated = np.minimum(np.minimum(lobes[0], lobes[1]), lobes[2])
-    theta = np.arctan2(y - cy, x - cx)
-    irregular = round_ / (1 + 0.3 * np.sin(6 * theta + phase))
-    return np.select([shape == 0, shape == 1, shape == 2], [round_, oval, lobulated], irregular)
+    """Normalised distance (< 1 inside) for each scene's shape (round, oval, lobulated,
+    irregular); each shape is computed only for the scenes that have it."""
+    d = np.empty_like(x)
+    for value in range(4):
+        idx = np.flatnonzero(shape == value)
+        if not len(idx):
+            continue
+        xs, ys, c_x, c_y, r = x[idx], y[idx], cx[idx], cy[idx], radius[idx]
+        if value == 0:  # round
+            d[idx] = _ellipse_distance(xs, ys, c_x, c_y, r, r)
+        elif value == 1:  # oval, rotated
+            d[idx] = _ellipse_distance(xs, ys, c_x, c_y, r * 1.35, r * 0.68, angle[idx])
+        elif value == 2:  # lobulated: the union of three overlapping lobes
+            lobes = [_ellipse_distance(xs, ys, c_x + 0.42 * r * np.cos(phase[idx] + j * 2.094),
+                                       c_y + 0.42 * r * np.sin(phase[idx] + j * 2.094), 0.62 * r, 0.62 * r)
+                     for j in range(3)]
+            d[idx] = np.minimum(np.minimum(lobes[0], lobes[1]), lobes[2])
+        else:  # irregular: the radius wobbles with the angle (spiculated)
+            theta = np.arctan2(ys - c_y, xs - c_x)
+            d[idx] = _ellipse_distance(xs, ys, c_x, c_y, r, r) / (1 + 0.3 * np.sin(6 * theta + phase[idx]))
+    return d
 
 
 def _noise(rng, shape):
