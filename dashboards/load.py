@@ -22,7 +22,7 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
-from dashboards.summaries import parse_value
+from dashboards.summaries import format_setting, parse_value, short_name
 
 FACTOR_TAG = "tags.ablate.factor."
 COST_PREFIX = "cost/"
@@ -118,6 +118,8 @@ def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
         spec = read_spec(client, study_runs)
     trials = tidy_trials(trial_runs)
     factors = factor_columns(trials, spec)
+    for group in zip_groups(spec):
+        trials, factors = join_zipped(trials, factors, group)
     metrics = task_metrics(trials, spec)
     costs = [c for c in trials.columns if c.startswith(COST_PREFIX)]
     return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials,
@@ -204,6 +206,24 @@ def factor_columns(trials: pd.DataFrame, spec: dict) -> list[str]:
     declared = list(declared) if isinstance(declared, dict) else [
         f.get("path") if isinstance(f, dict) else str(f) for f in declared]
     return [c for c in declared if c in tagged] + [c for c in tagged if c not in declared]
+
+
+def zip_groups(spec: dict) -> list[list[str]]:
+    """The paths of each `zip` group of the study's factors (paths varied together)."""
+    factors = spec.get("factors")
+    groups = factors.get("zip") if isinstance(factors, dict) else None
+    return [list(g) for g in groups or [] if isinstance(g, dict)]
+
+
+def join_zipped(trials: pd.DataFrame, factors: list[str], group: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Paths varied together are one factor: a column "zip: a, b" with labels "a=1, b=true".
+    The single paths stay in `trials` (reference settings name them) but leave the factor list."""
+    paths = [p for p in group if p in factors]
+    if len(paths) < 2 or trials.empty:
+        return trials, factors
+    name = "zip: " + ", ".join(short_name(p) for p in paths)
+    trials = trials.assign(**{name: trials[paths].apply(lambda r: format_setting(r.to_dict()), axis=1)})
+    return trials, [f for f in factors if f not in paths] + [name]
 
 
 def task_metrics(trials: pd.DataFrame, spec: dict) -> list[str]:

@@ -284,17 +284,22 @@ def _search_sections(page: html.Page, study, data: StudyData | None) -> None:
             page.figure(section, vis.plot_pareto_front(study, target_names=names))
         for i, name in enumerate(names):
             target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-            page.figure(section, vis.plot_optimization_history(study, target=target, target_name=name))
+            page.figure(section, _titled(vis.plot_optimization_history(study, target=target, target_name=name), name))
             try:
                 # fANOVA: direction-agnostic (PED-ANOVA, the default, ranks for *low* targets) and seeded
                 evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                page.figure(section, vis.plot_param_importances(study, evaluator=evaluator, target=target,
-                                                                target_name=name))
+                fig = vis.plot_param_importances(study, evaluator=evaluator, target=target, target_name=name)
+                page.figure(section, _titled(fig, name))
             except (RuntimeError, ValueError) as error:  # fewer than 2 trials, or no parameter varies
                 section.blocks.append(html.paragraph(f"Parameter importances for {name}: not available ({error})."))
-            page.figure(section, vis.plot_parallel_coordinate(study, target=target, target_name=name))
-            page.figure(section, vis.plot_slice(study, target=target, target_name=name))
+            page.figure(section, _titled(vis.plot_parallel_coordinate(study, target=target, target_name=name), name))
+            page.figure(section, _titled(vis.plot_slice(study, target=target, target_name=name), name))
     section.blocks.append(html.table_html(_search_trials_table(study, names, data)))
+
+
+def _titled(fig, objective: str):
+    """Optuna's titles are generic ("Slice Plot"): name the objective."""
+    return fig.update_layout(title=f"{fig.layout.title.text}: {objective}")
 
 
 def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.DataFrame:

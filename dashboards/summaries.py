@@ -267,6 +267,8 @@ def format_setting(setting: Mapping[str, object]) -> str:
 
 
 def short_name(path: str) -> str:
+    if " " in path:  # already a label ("zip: mim.enabled, itm.enabled")
+        return path
     parts = path.split(".")
     return ".".join(parts[-2:]) if len(parts) > 2 else path
 

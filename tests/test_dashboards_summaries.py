@@ -135,3 +135,14 @@ def test_pareto_front():
 def test_state_counts_order():
     trials = pd.DataFrame({"state": ["FAILED", "FINISHED", "PRUNED", "FINISHED"]})
     assert S.state_counts(trials).to_dict("list") == {"state": ["FINISHED", "PRUNED", "FAILED"], "trials": [2, 1, 1]}
+
+
+def test_zipped_paths_become_one_factor():
+    from dashboards.load import join_zipped
+
+    trials = pd.DataFrame({"model.mim.enabled": [True, False], "model.itm.enabled": [True, True], "x.y.lr": [1, 2]})
+    joined, factors = join_zipped(trials, ["model.mim.enabled", "model.itm.enabled", "x.y.lr"],
+                                  ["model.mim.enabled", "model.itm.enabled"])
+    assert factors == ["x.y.lr", "zip: mim.enabled, itm.enabled"]
+    assert list(joined[factors[1]]) == ["mim.enabled=True, itm.enabled=True", "mim.enabled=False, itm.enabled=True"]
+    assert "model.mim.enabled" in joined  # reference settings still find the single paths
