@@ -141,7 +141,8 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
         trainable,
         param_space={"trial": tune.grid_search([t.to_payload() for t in todo]), "study": ctx},
         tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
-                                    max_concurrent_trials=max_concurrent),
+                                    max_concurrent_trials=max_concurrent,
+                                    reuse_actors=True),  # a new trial skips re-importing torch and the model
         run_config=tune.RunConfig(name=spec.name, storage_path=str(workdir / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0), callbacks=[progress]),
     )
@@ -177,7 +178,7 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
         f"(profile {spec.profile}, MLflow {tracking_uri})")
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
-    status = "FINISHED"
+    status, errored = "FINISHED", set()
     try:
         if todo:
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
@@ -194,7 +195,7 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
             if interrupted:
                 status = "KILLED"
         say("")
-        say(summary(spec, trials, tracker, experiment_id, outcome))
+        say(summary(spec, trials, tracker, experiment_id, outcome, errored))
         outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
         say(_next_steps(spec, workdir, tracking_uri, outcome.dashboard))
     except BaseException:
@@ -207,14 +208,18 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
 
 
 def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, experiment_id: str,
-            outcome: Outcome) -> str:
-    """The results table (one row per trial) and the settings ranked by their mean over seeds."""
+            outcome: Outcome, errored: set[str] = frozenset()) -> str:
+    """The results table (one row per trial) and the settings ranked by their mean over seeds.
+    `errored`: trials Tune saw fail in this invocation (some fail before their MLflow run opens)."""
     runs = tracking.latest_trial_runs(tracker, experiment_id)
     metric, paths = spec.metric.name, spec.factor_paths
     rows, by_setting, errors = [], {}, []
     for t in trials:
         run = runs.get(t.trial_id)
         status = "NOT RUN" if run is None else run.info.status
+        if run is None and t.trial_id in errored:
+            status = "FAILED"
+            errors.append(f"  {t.trial_id}: failed before its MLflow run opened (see Ray's error.txt under ray/)")
         if run is not None and run.data.tags.get(tracking.PRUNED) == "true":
             status = "PRUNED"
         value = run.data.metrics.get(metric) if run is not None else None
@@ -224,7 +229,8 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
                      "-" if value is None else f"{value:.4f}", "-" if not cost else f"{cost:.0f}s"])
         if status == "FAILED":
             outcome.failed.append(t.trial_id)
-            errors.append(f"  {t.trial_id}: {run.data.tags.get(tracking.ERROR, '?')}")
+            if run is not None:
+                errors.append(f"  {t.trial_id}: {run.data.tags.get(tracking.ERROR, '?')}")
         if status == "FINISHED":
             outcome.finished += 1
         if value is not None and status == "FINISHED":

@@ -227,7 +227,8 @@ class MetricBuffer(Callback):
     every `every` points or `seconds`, and at the end of the stage.
 
     Names: on_step -> "<stage>/<name>" (pretrain/mim_loss, synth_vqa/train_loss),
-    on_eval -> "<stage>/val_<name>", on_end -> "<stage>/<name>" at the last step.
+    on_eval -> "<stage>/val_<name>", on_end -> "<stage>/<name>" at the last step (names
+    not logged yet: fine-tuning's test numbers).
     """
 
     def __init__(self, tracker: Tracker, run_id: str, every: int = 500, seconds: float = 15.0):
@@ -236,11 +237,13 @@ class MetricBuffer(Callback):
         self.pending: list = []
         self.last_flush = time.monotonic()
         self.last_step = 0
+        self.seen: set[str] = set()  # metric names logged so far
 
     def _add(self, key: str, value: float, step: int) -> None:
         from mlflow.entities import Metric
 
         self.pending.append(Metric(key, float(value), int(time.time() * 1000), int(step)))
+        self.seen.add(key)
         self.last_step = max(self.last_step, int(step))
         if len(self.pending) >= self.every or time.monotonic() - self.last_flush > self.seconds:
             self.flush()
@@ -266,7 +269,8 @@ class MetricBuffer(Callback):
 
     def on_end(self, stage, metrics):
         for name, value in metrics.items():
-            self._add(f"{stage}/{name}", value, self.last_step)
+            if f"{stage}/{name}" not in self.seen:  # pretrain's final numbers repeat its last eval
+                self._add(f"{stage}/{name}", value, self.last_step)
         self.flush()
 
 
