@@ -1,0 +1,186 @@
+"""What a study will cost before it runs: trials, distinct pre-trainings, FLOPs, wall time.
+
+FLOPs are counted, not guessed: one pre-training step and one fine-tuning step of
+each distinct model are run on a small synthetic batch under torch's FLOP counter
+and scaled linearly by batch size and step count. The same small step is timed
+on this machine, which gives the wall-time estimate (it ignores evaluation and
+data loading, and larger batches usually run a little more efficiently, so treat
+it as a planning number, not a promise).
+
+    est = estimate_study(spec)
+    print(format_estimate(est))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ablations.study import Trial, expand
+
+# Planning assumption for GPU-hours: an A100's dense bf16 peak at a typical 40% utilisation.
+GPU_NAME = "A100 (bf16, 40% utilisation)"
+GPU_FLOPS = 312e12 * 0.40
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """FLOPs and seconds of one optimizer step at the config's batch size (scaled from a probe)."""
+
+    flops: float
+    seconds: float
+
+
+@dataclass
+class StudyEstimate:
+    name: str
+    profile: str
+    trials: int
+    pretrainings: int
+    pretrain_flops: float = 0.0
+    finetune_flops: float = 0.0
+    pretrain_seconds: float = 0.0  # on this machine, one trial at a time
+    finetune_seconds: float = 0.0
+    per_trial: list[dict] = field(default_factory=list)
+
+    @property
+    def flops(self) -> float:
+        return self.pretrain_flops + self.finetune_flops
+
+    @property
+    def seconds(self) -> float:
+        return self.pretrain_seconds + self.finetune_seconds
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.flops / GPU_FLOPS / 3600
+
+
+def _probe_batch(cfg, batch_size: int):
+    """A synthetic batch with the shapes `cfg` trains on (token ids avoid the special ids 0-4)."""
+    from m3ae.batch import Batch
+
+    size, length = cfg.model.vision.image_size, cfg.model.text.max_length
+    ids = torch.randint(5, cfg.data.vocab_size, (batch_size, length))
+    return Batch(images=torch.randn(batch_size, 3, size, size), input_ids=ids,
+                 attention_mask=torch.ones_like(ids), word_ids=torch.arange(length).expand(batch_size, -1).clone(),
+                 image_ids=torch.arange(batch_size))
+
+
+def _probe_vocab(cfg):
+    from m3ae.batch import TextVocab
+
+    return TextVocab(size=cfg.data.vocab_size, pad_id=0, mask_id=4, cls_id=2, sep_id=3, special_ids=(0, 1, 2, 3, 4))
+
+
+def _measure(step, probe_size: int, batch_size: int) -> StepCost:
+    """Count one step's FLOPs, time a second one, scale both to `batch_size`."""
+    from m3ae.train.flops import count_flops
+
+    _, flops = count_flops(step)
+    start = time.perf_counter()
+    step()
+    seconds = time.perf_counter() - start
+    scale = batch_size / probe_size
+    return StepCost(flops * scale, seconds * scale)
+
+
+def pretrain_step_cost(cfg, probe_size: int = 4) -> StepCost:
+    from m3ae.model import build_model
+
+    torch.manual_seed(0)
+    probe_size = min(probe_size, cfg.pretrain.batch_size)
+    model = build_model(cfg.model, _probe_vocab(cfg))
+    batch = _probe_batch(cfg, probe_size)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        model(batch).loss.backward()
+
+    return _measure(step, probe_size, cfg.pretrain.batch_size)
+
+
+def finetune_step_cost(cfg, probe_size: int = 4) -> StepCost:
+    """Fine-tuning is dominated by one unmasked fused pass (+ backward); the head is small."""
+    from m3ae.model import build_model
+
+    torch.manual_seed(0)
+    probe_size = min(probe_size, cfg.finetune.batch_size)
+    model = build_model(cfg.model, _probe_vocab(cfg))
+    batch = _probe_batch(cfg, probe_size)
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        model.encode(batch.images, batch.input_ids, batch.attention_mask).pooled.sum().backward()
+
+    return _measure(step, probe_size, cfg.finetune.batch_size)
+
+
+def finetune_examples(cfg, task: str) -> int | None:
+    """Training examples of a task (synthmed: from the config; real data: unknown until read)."""
+    from m3ae.data.synthmed.tasks import split_sizes
+    from m3ae.train import get_task
+
+    dataset = get_task(task).dataset
+    if not dataset.startswith("synth_"):
+        return None
+    images = split_sizes(dataset, cfg.data)["train"]
+    per_image = cfg.data.synth_questions_per_image if dataset == "synth_vqa" else 1
+    return int(images * per_image * cfg.finetune.train_fraction)
+
+
+def estimate_study(spec, progress=print) -> StudyEstimate:
+    """Expand the study and cost every distinct model once (trials that share a
+    model architecture and batch size share a probe)."""
+    trials: list[Trial] = expand(spec)
+    pretrain_keys = {t.pretrain_key for t in trials if t.config.pretrain.enabled}
+    est = StudyEstimate(spec.name, spec.profile, len(trials), len(pretrain_keys))
+    probes: dict[tuple, tuple[StepCost, StepCost]] = {}
+    seen_pretrain: set[str] = set()
+    for trial in trials:
+        cfg = trial.config
+        shape = (repr(cfg.model), cfg.data.vocab_size, cfg.pretrain.batch_size, cfg.finetune.batch_size)
+        if shape not in probes:
+            progress(f"  probing a step of {trial.trial_id} ({len(probes) + 1}) ...")
+            probes[shape] = (pretrain_step_cost(cfg), finetune_step_cost(cfg))
+        pre, fine = probes[shape]
+        row = {"trial_id": trial.trial_id, **trial.factors, "seed": trial.seed}
+        if cfg.pretrain.enabled and trial.pretrain_key not in seen_pretrain:  # shared pre-trainings cost once
+            seen_pretrain.add(trial.pretrain_key)
+            est.pretrain_flops += pre.flops * cfg.pretrain.steps
+            est.pretrain_seconds += pre.seconds * cfg.pretrain.steps
+        for task in cfg.finetune.tasks:
+            examples = finetune_examples(cfg, task)
+            if examples is None:
+                continue
+            steps = -(-examples // cfg.finetune.batch_size) * cfg.finetune.epochs
+            est.finetune_flops += fine.flops * steps
+            est.finetune_seconds += fine.seconds * steps
+        row["pretrain_step_gflop"] = pre.flops / 1e9
+        est.per_trial.append(row)
+    return est
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
+    lines = [
+        f"study {est.name!r} at profile {est.profile}",
+        f"  trials:             {est.trials}",
+        f"  pre-trainings:      {est.pretrainings} (trials that share a pre-train key share one)",
+        f"  FLOPs:              {est.flops:.3g} (pre-train {est.pretrain_flops:.3g}, fine-tune {est.finetune_flops:.3g})",
+        f"  on this machine:    ~{_duration(est.seconds)} of compute"
+        + (f", ~{_duration(est.seconds / concurrent)} with {concurrent} trials side by side" if concurrent > 1 else ""),
+        f"  on GPUs:            ~{est.gpu_hours:.2g} GPU-hours on an {GPU_NAME}",
+        "  (FLOPs counted on one real step and scaled; evaluation and data loading not included;"
+        " fine-tuning on real datasets is left out until the data is read)",
+    ]
+    return "\n".join(lines)
