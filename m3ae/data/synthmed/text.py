@@ -15,22 +15,22 @@ from m3ae.data.synthmed.scene import (INTENSITIES, KINDS, MODALITIES, POSITIONS,
                                       Scenes)
 
 MODALITY_WORDS = {"ct": ["CT", "computed tomography", "axial CT", "CT scan"],
-                  "mri": ["MRI", "MR image", "T2-weighted MRI", "magnetic resonance image"],
+                  "mri": ["MRI", "MR image", "T2 MRI", "magnetic resonance image"],
                   "x-ray": ["radiograph", "x-ray", "plain film", "plain radiograph"]}
 REGION_WORDS = {"brain": ["brain", "head"], "chest": ["chest", "thorax"], "abdomen": ["abdomen", "abdomen"]}
 PART = {"brain": "hemisphere", "chest": "lung", "abdomen": "abdomen"}  # "the left upper lung"
 KIND_WORDS = {"mass": ["mass", "tumour", "mass lesion"], "cyst": ["cyst", "cystic lesion"],
               "nodule": ["nodule", "nodular opacity"], "fluid": ["fluid collection", "effusion", "fluid"],
-              "abscess": ["abscess", "rim-enhancing abscess"]}
-SIZE_WORDS = {"small": ["small", "tiny", "little"], "medium": ["medium-sized", "moderate", "intermediate"],
+              "abscess": ["abscess", "abscess cavity"]}
+SIZE_WORDS = {"small": ["small", "tiny", "little"], "medium": ["medium", "moderate", "intermediate"],
               "large": ["large", "big", "sizable"]}
 SHAPE_WORDS = {"round": ["round", "rounded", "circular"], "oval": ["oval", "ovoid", "elliptical"],
-               "lobulated": ["lobulated", "multilobulated"], "irregular": ["irregular", "spiculated", "ill-defined"]}
+               "lobulated": ["lobulated", "multilobulated"], "irregular": ["irregular", "spiculated", "indistinct"]}
 # VQA answers name the intensity in the modality's own term
 INTENSITY_ANSWER = {"ct": {"hyper": "hyperdense", "hypo": "hypodense", "iso": "isodense"},
                     "mri": {"hyper": "hyperintense", "hypo": "hypointense", "iso": "isointense"},
                     "x-ray": {"hyper": "hyperdense", "hypo": "hypodense", "iso": "isodense"}}
-INTENSITY_WORDS = {"ct": {"hyper": ["hyperdense", "hyperattenuating"], "hypo": ["hypodense", "low-attenuation"],
+INTENSITY_WORDS = {"ct": {"hyper": ["hyperdense", "hyperattenuating"], "hypo": ["hypodense", "hypoattenuating"],
                           "iso": ["isodense", "isoattenuating"]},
                    "mri": {"hyper": ["hyperintense", "bright"], "hypo": ["hypointense", "dark"],
                            "iso": ["isointense", "isointense"]},
@@ -38,10 +38,10 @@ INTENSITY_WORDS = {"ct": {"hyper": ["hyperdense", "hyperattenuating"], "hypo": [
                              "iso": ["faint", "subtle"]}}
 
 _FINDING_SENTENCES = (
-    "There is a {size} {shape} {intensity} {kind} in the {loc}.",
-    "A {size} {intensity} {kind} is seen in the {loc}; it is {shape}.",
+    "There is {a_size} {shape} {intensity} {kind} in the {loc}.",
+    "{A_size} {intensity} {kind} is seen in the {loc}; it is {shape}.",
     "{Loc}: {size} {shape} {kind}, {intensity}.",
-    "Note is made of a {intensity} {kind} in the {loc}, {size} and {shape}.",
+    "{Loc} {kind}: {size}, {shape}, {intensity}.",
     "{Size} {kind} in the {loc} with {shape} margins, {intensity}.",
 )
 _HEADERS = ("{Modality} of the {region}.", "{Region} {modality}.", "{Modality}, {region}.")
@@ -88,7 +88,7 @@ def _finding_sentence(modality: str, region: str, f: dict[str, str], rnd: random
     loc = location(region, f["side"], f["position"])
     size = rnd.choice(SIZE_WORDS[f["size"]])
     return rnd.choice(_FINDING_SENTENCES).format(
-        size=size, Size=_cap(size), shape=rnd.choice(SHAPE_WORDS[f["shape"]]),
+        size=size, Size=_cap(size), a_size=a(size), A_size=_cap(a(size)), shape=rnd.choice(SHAPE_WORDS[f["shape"]]),
         intensity=rnd.choice(INTENSITY_WORDS[modality][f["intensity"]]), kind=rnd.choice(KIND_WORDS[f["kind"]]),
         loc=loc, Loc=_cap(loc))
 
