@@ -15,6 +15,7 @@ output of layer k.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,8 @@ from torch import nn
 
 from m3ae.config import FusionConfig
 from m3ae.registry import FUSION
+
+Streams = Literal["both", "image", "text"]
 
 
 def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -75,17 +78,21 @@ class CoAttentionLayer(nn.Module):
         self.image = CoAttentionBlock(dim, num_heads, mlp_ratio, dropout)
         self.text = CoAttentionBlock(dim, num_heads, mlp_ratio, dropout)
 
-    def forward(self, image, text, text_mask):
-        """image [B, Ni, D], text [B, T, D], text_mask bool [B, 1, 1, T] -> (image, text)."""
-        return self.image(image, None, text, text_mask), self.text(text, text_mask, image, None)
+    def forward(self, image, text, text_mask, streams: Streams = "both"):
+        """image [B, Ni, D], text [B, T, D], text_mask bool [B, 1, 1, T] -> (image, text);
+        a stream not asked for is not computed (None)."""
+        new_image = self.image(image, None, text, text_mask) if streams != "text" else None
+        new_text = self.text(text, text_mask, image, None) if streams != "image" else None
+        return new_image, new_text
 
 
 @dataclass
 class FusionStates:
-    """Per-layer states: image[k] [B, 1+K, D], text[k] [B, T, D]; k = 0 before fusion."""
+    """Per-layer states: image[k] [B, 1+K, D], text[k] [B, T, D]; k = 0 before fusion.
+    The last entry of a stream the caller did not ask for is None."""
 
-    image: list[torch.Tensor]
-    text: list[torch.Tensor]
+    image: list[torch.Tensor | None]
+    text: list[torch.Tensor | None]
 
 
 class CoAttentionFusion(nn.Module):
@@ -107,15 +114,18 @@ class CoAttentionFusion(nn.Module):
         return len(self.layers)
 
     def forward(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
-                num_layers: int | None = None) -> FusionStates:
+                num_layers: int | None = None, streams: Streams = "both") -> FusionStates:
         """image_tokens [B, 1+K, Dv], text_tokens [B, T, Dt], attention_mask [B, T];
-        runs the first `num_layers` layers (None = all) -> FusionStates with num_layers + 1 entries."""
+        runs the first `num_layers` layers (None = all) -> FusionStates with num_layers + 1
+        entries. `streams` = "image" or "text" skips the other stream's last layer, which
+        nothing reads (an objective that decodes one modality at layer k)."""
         image = self.image_norm(self.image_proj(image_tokens) + self.type_embed.weight[1])
         text = self.text_norm(self.text_proj(text_tokens) + self.type_embed.weight[0])
         states = FusionStates([image], [text])
         mask = key_padding_mask(attention_mask)
-        for layer in self.layers[:num_layers]:
-            image, text = layer(image, text, mask)
+        layers = self.layers[:num_layers]
+        for i, layer in enumerate(layers):
+            image, text = layer(image, text, mask, streams if i == len(layers) - 1 else "both")
             states.image.append(image)
             states.text.append(text)
         return states

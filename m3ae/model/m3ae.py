@@ -12,8 +12,9 @@ through the fusion stack, on the inputs that objective needs,
 
 The unimodal encodings of the full image and full text are computed once and
 shared by the passes that use them (an encoder sees one modality, so swapping
-images for ITM is an index into the image encodings). Each pass runs the
-fusion stack only up to the layer its objective reads (MIM at `recon_layer`).
+images for ITM is an index into the image encodings). The MIM and MLM passes
+run the fusion stack only up to their `recon_layer`, and in that last layer
+only the stream they decode.
 """
 
 from __future__ import annotations
@@ -87,8 +88,10 @@ class M3AE(nn.Module):
         """[B, T] -> [B, T, Dt]."""
         return self.text_encoder(input_ids, attention_mask)
 
-    def fuse(self, image_tokens, text_tokens, attention_mask, num_layers: int | None = None) -> FusionStates:
-        return self.fusion(image_tokens, text_tokens, attention_mask, num_layers)
+    def fuse(self, image_tokens, text_tokens, attention_mask, num_layers: int | None = None,
+             streams: str = "both") -> FusionStates:
+        """Co-attention over both streams; see CoAttentionFusion.forward for `num_layers` / `streams`."""
+        return self.fusion(image_tokens, text_tokens, attention_mask, num_layers, streams)
 
     def pool(self, states: FusionStates) -> torch.Tensor:
         """The last layer's [CLS] tokens -> [B, 2D] (text first, as the paper)."""
@@ -112,7 +115,7 @@ class M3AE(nn.Module):
         mask = IMAGE_MASKING.get(cfg.masking)(images.shape[0], self.grid_size, cfg.mask_ratio, images.device)
         keep, ids_restore = visible_indices(mask)
         layer = self._layer(cfg.recon_layer)
-        states = self.fuse(self.encode_image(images, keep), text_tokens, attention_mask, num_layers=layer)
+        states = self.fuse(self.encode_image(images, keep), text_tokens, attention_mask, layer, streams="image")
         out = self.objectives["mim"](states.image[layer], ids_restore, patchify(images, self.patch_size), mask)
         return out, mask
 
@@ -124,7 +127,7 @@ class M3AE(nn.Module):
         corrupted, labels = corrupt_tokens(batch.input_ids, mask, self.vocab)
         layer = self._layer(cfg.recon_layer)
         text_tokens = self.encode_text(corrupted, batch.attention_mask)
-        states = self.fuse(image_tokens, text_tokens, batch.attention_mask, num_layers=layer)
+        states = self.fuse(image_tokens, text_tokens, batch.attention_mask, layer, streams="text")
         return self.objectives["mlm"](states.text[layer], batch.attention_mask, labels)
 
     def forward_itm(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
