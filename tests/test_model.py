@@ -125,6 +125,24 @@ def test_param_groups_cover_every_parameter_once():
     assert {id(p) for p in model.itm_head.parameters()} <= {id(p) for p in groups["heads"]}
 
 
+def test_padding_never_leaks_into_fusion_or_the_language_decoder():
+    model = build("model.mlm.decoder=transformer").eval()
+    batch = make_batch()
+    pad = batch.attention_mask == 0
+    images = model.encode_image(batch.images)
+    texts = model.encode_text(batch.input_ids, batch.attention_mask)
+    noisy = texts.clone()
+    noisy[pad] = 100 * torch.randn_like(noisy[pad])
+    clean, dirty = (model.fuse(images, t, batch.attention_mask) for t in (texts, noisy))
+    assert torch.allclose(clean.image[-1], dirty.image[-1], atol=1e-5)
+    assert torch.allclose(clean.text[-1][~pad], dirty.text[-1][~pad], atol=1e-5)
+    decoder = model.objectives["mlm"].decoder
+    states = clean.text[-1].clone()
+    logits = decoder(states, batch.attention_mask, ~pad)
+    states[pad] = 100 * torch.randn_like(states[pad])
+    assert torch.allclose(decoder(states, batch.attention_mask, ~pad), logits, atol=1e-5)
+
+
 # --------------------------------------------------------------------------- MIM specifics
 
 

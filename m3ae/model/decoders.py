@@ -131,7 +131,9 @@ class TransformerLanguageDecoder(nn.Module):
         self.head = PredictionHead(dim, vocab_size)
 
     def forward(self, states: torch.Tensor, attention_mask: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-        mask = key_padding_mask(attention_mask)
+        # additive float mask: timm's blocks add it to the scores when fused attention is off
+        mask = torch.zeros_like(key_padding_mask(attention_mask), dtype=states.dtype)
+        mask = mask.masked_fill(~key_padding_mask(attention_mask), float("-inf"))
         x = states
         for block in self.blocks:
             x = block(x, attn_mask=mask)
