@@ -206,17 +206,18 @@ def mark_stale_runs(tracker: Tracker, experiment_id: str) -> int:
 
 def close_unfinished_children(tracker: Tracker, experiment_id: str, study_run_id: str,
                               pruned: Iterable[str] = ()) -> int:
-    """After Tune returns, mark KILLED the runs of this invocation still RUNNING: trials
-    the scheduler stopped early (tagged `ablate.pruned`, their ids in `pruned`) or
-    trials an interrupt cut short. Returns how many."""
-    pruned = set(pruned)
-    running = tracker.runs(experiment_id, f"attributes.status = 'RUNNING' and tags.`{STUDY_RUN_ID}` = '{study_run_id}'")
-    for run in running:
+    """After Tune returns: tag `ablate.pruned` the trial runs of the trials the scheduler
+    stopped early (ids in `pruned`), and mark KILLED every run of this invocation still
+    RUNNING (stopped or interrupted trials). Returns how many were still running."""
+    pruned, closed = set(pruned), 0
+    for run in tracker.runs(experiment_id, f"tags.`{STUDY_RUN_ID}` = '{study_run_id}'"):
         tags = run.data.tags
-        if tags.get(KIND) == "trial" and tags.get(TRIAL_ID) in pruned:
+        if tags.get(KIND) == "trial" and tags.get(TRIAL_ID) in pruned and run.info.status != "FINISHED":
             tracker.set_tags(run.info.run_id, {PRUNED: "true"})
-        tracker.end_run(run.info.run_id, "KILLED")
-    return len(running)
+        if run.info.status == "RUNNING":
+            tracker.end_run(run.info.run_id, "KILLED")
+            closed += 1
+    return closed
 
 
 # --------------------------------------------------------------------------- a trial (worker side)
@@ -319,8 +320,7 @@ class TrialRun:
             self.tracker.set_tags(self.run_id, {PRUNED: "true", "ablate.pruned_reason": str(exc)})
             self.tracker.end_run(self.run_id, "KILLED")
             return
-        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-        record_failure(self.tracker, self.run_id, exc, status)
+        record_failure(self.tracker, self.run_id, exc, _status_of(exc))
 
     @contextmanager
     def stage(self, name: str, kind: str):
@@ -337,7 +337,7 @@ class TrialRun:
             raise
         except BaseException as error:
             buffer.flush()
-            record_failure(self.tracker, run_id, error, "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+            record_failure(self.tracker, run_id, error, _status_of(error))
             raise
         buffer.flush()
         self.tracker.end_run(run_id, "FINISHED")
@@ -349,12 +349,19 @@ class TrialRun:
         self.tracker.log_metrics(self.run_id, {f"{prefix}/{k}": v for k, v in metrics.items()})
 
 
+def _status_of(error: BaseException) -> str:
+    """KILLED when the run was stopped from outside (Ctrl-C; Tune stopping the trial
+    raises SystemExit in it), FAILED when it broke."""
+    return "KILLED" if isinstance(error, (KeyboardInterrupt, SystemExit)) else "FAILED"
+
+
 def record_failure(tracker: Tracker, run_id: str, error: BaseException, status: str = "FAILED") -> None:
-    """FAILED (or KILLED), the error message as a tag, the traceback as error.txt."""
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    message = f"{type(error).__name__}: {error}"
+    """End a run that raised: FAILED with the error message as a tag and the traceback
+    as error.txt; KILLED (stopped from outside) with neither."""
     try:
-        tracker.set_tags(run_id, {ERROR: message[:_MAX_VALUE]})
-        tracker.log_text(run_id, text, "error.txt")
+        if status == "FAILED":
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            tracker.set_tags(run_id, {ERROR: f"{type(error).__name__}: {error}"[:_MAX_VALUE]})
+            tracker.log_text(run_id, text, "error.txt")
     finally:
         tracker.end_run(run_id, status)

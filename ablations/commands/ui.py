@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 
 def add_arguments(parser) -> None:
@@ -15,22 +15,37 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ablations.cli import UsageError
-    from ablations.tracking import default_tracking_uri
 
     db = args.workdir / "mlflow.db"
     if not db.exists():
         raise UsageError(f"no MLflow store at {db}: run a study first (ablate run STUDY.yaml --workdir {args.workdir})")
-    command = [str(Path(sys.executable).with_name("mlflow")), "ui",
-               "--backend-store-uri", default_tracking_uri(args.workdir),
+    command = [sys.executable, "-m", "mlflow", "ui",
+               "--backend-store-uri", f"sqlite:///{db}",  # as ablations.tracking.default_tracking_uri
                "--default-artifact-root", (args.workdir / "artifacts").as_uri(),
-               "--host", args.host, "--port", str(args.port)]
-    server = subprocess.Popen(command)
-    # Stop the server with us, whether by Ctrl-C or by a `kill` of this process.
-    signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+               "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    # One browsing user: one worker, and no GenAI job runner (a dozen extra processes).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # Its own process group, so stopping it stops uvicorn's workers too.
+    server = subprocess.Popen(command, env=env, start_new_session=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stop(server)))
     print(f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.terminate()
-        server.wait(timeout=10)
-        return 0
+        return _stop(server)
+    finally:
+        _stop(server)
+
+
+def _stop(server: subprocess.Popen) -> int:
+    """Stop the server's whole process group: politely, then for sure."""
+    for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:
+            break  # the group is gone
+        try:
+            server.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    return 0
