@@ -186,9 +186,10 @@ def _pick(runs: pd.DataFrame) -> pd.DataFrame:
 def _training_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
     section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting.")
     pretrain = _pick(_pretrain_runs(data))
-    keys = sorted({k for ks in pretrain["metric_keys"] for k in ks if k.startswith("pretrain/")})
+    keys = sorted({k for ks in pretrain["metric_keys"] for k in ks if k.startswith("pretrain/") and _is_curve(k)})
+    history = load.metric_histories(client, list(pretrain["run_id"]), keys)
+    keys = _over_steps(history, keys)
     if keys:
-        history = load.metric_histories(client, list(pretrain["run_id"]), keys)
         history = history.merge(pretrain[["run_id", "label"]], on="run_id")
         page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
     finetune = data.stages[(data.stages["kind"] == "finetune") & data.stages["task"].notna()]
@@ -196,15 +197,25 @@ def _training_section(page: html.Page, data: StudyData, client: MlflowClient) ->
     finetune = finetune.merge(trials, left_on="parent_run_id", right_on="run_id", suffixes=("", "_trial"))
     for task, runs in finetune.groupby("task", sort=True):
         runs = _pick(runs)
-        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/")})
+        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and _is_curve(k)})
         history = load.metric_histories(client, list(runs["run_id"]), keys)
         history = history.merge(runs[["run_id", "label"]], on="run_id")
-        # final test numbers are single points: keep only keys logged over several steps
-        keys = [k for k in keys if history[history["key"] == k]["step"].nunique() > 1]
+        keys = _over_steps(history, keys)
         if keys:
             page.figure(section, figures.curves(history, keys, "label", f"Fine-tuning: {task}"))
     if not section.blocks:
         section.blocks.append(html.paragraph("No step curves logged yet."))
+
+
+def _is_curve(key: str) -> bool:
+    """Losses, accuracies and validation metrics are learning curves; lr and throughput are not."""
+    name = key.split("/", 1)[1]
+    return "loss" in name or name.endswith("acc") or name.startswith("val_")
+
+
+def _over_steps(history: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Keys logged at several steps (a final number or a single validation point is no curve)."""
+    return [k for k in keys if history.loc[history["key"] == k, "step"].nunique() > 1]
 
 
 def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
