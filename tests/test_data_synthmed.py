@@ -196,7 +196,8 @@ def test_task_split_sizes_and_labels(task, tmp_path):
         assert loaded.images.shape[0] == n == meta["splits"][split]["images"]
         assert max(loaded.records["image_index"]) < n
     if task == "synth_vqa":
-        all_answers = {a for s in tasks.SPLITS for a in tasks.load_split(task, s, SMALL, 16, tmp_path).records["answers"]}
+        splits = [tasks.load_split(task, s, SMALL, 16, tmp_path) for s in tasks.SPLITS]
+        all_answers = {a for loaded in splits for a in loaded.records["answers"]}
         assert set(meta["answers"]) == all_answers
     if task == "synth_cls":
         assert meta["classes"] == ["normal", *KINDS]

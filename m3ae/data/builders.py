@@ -54,7 +54,8 @@ def _pairs(name: str, paths: list[Path], texts: list[str], split: str, cfg) -> T
     """Pairs sharing an image file share an image id."""
     unique: dict[Path, int] = {}
     index = [unique.setdefault(p, len(unique)) for p in paths]
-    return TaskDataset(name=name, split=split, kind="pairs", images=FileImages(list(unique), cfg.model.vision.image_size),
+    images = FileImages(list(unique), cfg.model.vision.image_size)
+    return TaskDataset(name=name, split=split, kind="pairs", images=images,
                        texts=texts, image_index=np.asarray(index))
 
 

@@ -50,7 +50,8 @@ def read_medvqa_2019(folder: Path) -> dict[str, VQARows]:
         rows = VQARows([], [], [], [])
         for category in ("Modality", "Organ", "Plane"):
             path = require_file(folder / split / "QA" / f"{category}.csv",
-                                "medvqa_2019/{train,val,test}/QA/{Modality,Organ,Plane}.csv, lines image_id|question|answer")
+                                "medvqa_2019/{train,val,test}/QA/{Modality,Organ,Plane}.csv, "
+                                "lines image_id|question|answer")
             for lineno, line in enumerate(path.read_text(encoding="utf-8").strip().splitlines(), start=1):
                 fields = line.split("|")
                 if len(fields) != 3:
