@@ -210,6 +210,22 @@ def test_vision_encoder_sees_only_visible_patches():
     assert flops(model.encode_image, images, keep) - embed < 0.3 * full  # 17 of 65 tokens
 
 
+@pytest.mark.parametrize("name", ["vit_small_patch16_224", "vit_base_patch16_clip_224",  # pre-norm (CLIP)
+                                  "vit_small_patch14_reg4_dinov2"])  # register tokens, positions without [CLS]
+def test_timm_vits_by_name_encode_visible_patches(name):
+    model = build(f"model.vision.name={name}")
+    keep = torch.tensor([[0, 5, 9, 15]] * 2)
+    tokens = model.encode_image(make_batch(2).images, keep)
+    assert tokens.shape == (2, 1 + 4, model.vision_encoder.width)
+    full = model.encode_image(make_batch(2).images)
+    assert full.shape == (2, 1 + 16, model.vision_encoder.width)
+
+
+def test_a_vit_without_cls_token_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"vit_base_patch16_siglip_224 has no \[CLS\] token"):
+        build("model.vision.name=vit_base_patch16_siglip_224")
+
+
 # --------------------------------------------------------------------------- ITM negatives
 
 

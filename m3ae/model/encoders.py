@@ -33,8 +33,9 @@ class TimmViTEncoder(nn.Module):
     def __init__(self, vit: nn.Module, patch_size: int):
         super().__init__()
         if getattr(vit, "cls_token", None) is None or vit.pos_embed is None:
-            raise ValueError("model.vision.name: the ViT needs a [CLS] token and learned positions "
-                             "(class_token=True, pos_embed='learn')")
+            name = (getattr(vit, "pretrained_cfg", None) or {}).get("architecture", type(vit).__name__)
+            raise ValueError(f"model.vision.name: {name} has no [CLS] token or no learned positions; "
+                             "M3AE pools the [CLS] token (use e.g. vit_base_patch16_224)")
         self.vit = vit
         self.patch_size = patch_size
         self.grid_size: tuple[int, int] = tuple(vit.patch_embed.grid_size)
