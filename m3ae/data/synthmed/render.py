@@ -55,7 +55,7 @@ SLOT_X = (0.42, -0.42)  # side left, right (radiological: patient's left on the 
 SLOT_Y = (-0.42, 0.0, 0.42)  # position upper, middle, lower
 RADII = (0.085, 0.13, 0.19)  # size small, medium, large (fraction of the half-width)
 TARGET = (0.86, 0.16, 0.50)  # intensity hyper, hypo, iso
-CHUNK = 512  # scenes rendered per vectorised pass (fixed: results never depend on it)
+CHUNK = 512  # scenes per vectorised pass; fixed, as the order of noise draws depends on it
 
 
 def render(scenes: Scenes, size: int, rng: np.random.Generator) -> np.ndarray:

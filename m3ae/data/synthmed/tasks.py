@@ -78,8 +78,7 @@ def near_miss_pairs(base: Scenes, rng: np.random.Generator) -> Scenes:
     """Interleave each scene with a copy differing in exactly one attribute
     (modality, region, a finding's kind/size/side-position/intensity/shape,
     or one finding more or fewer): [b0, v0, b1, v1, ...]."""
-    variant = base.select(slice(None))
-    variant = Scenes(**{k: v.copy() for k, v in variant.to_arrays().items()})
+    variant = Scenes(**{k: v.copy() for k, v in base.to_arrays().items()})
     for i in range(len(base)):
         count = int(base.count[i])
         options = ["modality", "region"] + (["kind", "size", "slot", "intensity", "shape", "fewer"] if count else [])
