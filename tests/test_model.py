@@ -12,7 +12,7 @@ from m3ae.batch import Batch, TextVocab
 from m3ae.config import apply_overrides, profile
 from m3ae.model import M3AE, ClassificationHead, Fused, M3AEOutput, VQAHead, build_model
 from m3ae.model.masking import num_kept, patchify
-from m3ae.model.objectives import MIMObjective, itm_pairs
+from m3ae.model.objectives import MIMObjective, itm_pairs, mim
 from m3ae.registry import IMAGE_MASKING, ITM_NEGATIVES, LANGUAGE_DECODERS, TEXT_MASKING, VISION_DECODERS
 
 VOCAB = TextVocab(size=400, pad_id=0, mask_id=4, cls_id=2, sep_id=3, special_ids=(0, 1, 2, 3, 4))
@@ -149,12 +149,9 @@ def test_padding_never_leaks_into_fusion_or_the_language_decoder():
 @pytest.mark.parametrize("norm_pix", [True, False])
 def test_mim_loss_depends_only_on_masked_patch_targets(norm_pix):
     torch.manual_seed(0)
-    cfg = model_cfg()
-    from m3ae.model.objectives import mim
-
-    objective: MIMObjective = mim(apply_overrides(profile("smoke"), [f"model.mim.norm_pix_loss={norm_pix}"]).model,
-                                  cfg.fusion.hidden_size, VOCAB, (4, 4), 8)
-    states = torch.randn(2, 1 + 4, cfg.fusion.hidden_size)
+    cfg = model_cfg(f"model.mim.norm_pix_loss={norm_pix}")
+    objective: MIMObjective = mim(cfg, cfg.fusion.hidden_size, VOCAB, grid=(4, 4), patch_size=8)
+    states = torch.randn(2, 1 + 4, cfg.fusion.hidden_size)  # [CLS] + 4 visible patches
     mask = torch.zeros(2, 16, dtype=torch.bool)
     mask[:, 4:] = True
     ids_restore = torch.arange(16).expand(2, 16)
