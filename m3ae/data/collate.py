@@ -12,6 +12,7 @@ tokenizer's word boundaries (-1 for special tokens and padding).
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,10 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from m3ae.batch import IMAGE_MEAN, IMAGE_STD, Batch
 from m3ae.data.dataset import Example, TaskDataset
+
+# Batches are a few dozen short texts: the tokenizer's own thread pool gains nothing, competes
+# with torch for the cores, and warns (then disables itself) in forked DataLoader workers.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 CROP_SCALE = (0.8, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
