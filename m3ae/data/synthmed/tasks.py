@@ -22,8 +22,8 @@ import numpy as np
 from m3ae.data.cache import cached_entry, entry_name, read_json, write_json
 from m3ae.data.synthmed import text as T
 from m3ae.data.synthmed.render import render
-from m3ae.data.synthmed.scene import (KINDS, MAX_FINDINGS, MODALITIES, POSITIONS, REGIONS, SIDES, Scenes,
-                                      primary_finding, sample_scenes)
+from m3ae.data.synthmed.scene import (INTENSITIES, KINDS, MAX_FINDINGS, MODALITIES, POSITIONS, REGIONS, SHAPES,
+                                      SIDES, SIZES, Scenes, primary_finding, sample_scenes)
 
 GENERATOR_VERSION = 2  # bump when the generator's output changes: old cache entries are then ignored
 SPLITS = ("train", "val", "test")
@@ -91,7 +91,7 @@ def near_miss_pairs(base: Scenes, rng: np.random.Generator) -> Scenes:
             current[i] = (current[i] + rng.integers(1, len(values))) % len(values)
         elif change in ("size", "intensity", "shape"):
             values = getattr(variant, change)
-            n_values = {"size": 3, "intensity": 3, "shape": 4}[change]
+            n_values = len({"size": SIZES, "intensity": INTENSITIES, "shape": SHAPES}[change])
             values[i, k] = (values[i, k] + rng.integers(1, n_values)) % n_values
         elif change == "kind":
             used = set(base.kind[i, :count].tolist())
