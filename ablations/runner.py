@@ -36,6 +36,7 @@ class Outcome:
     ran: int
     failed: list[str] = field(default_factory=list)  # trial ids that failed in any invocation
     finished: int = 0
+    interrupted: bool = False  # Ctrl-C or a lost driver cut the invocation short
     dashboard: Path | None = None
 
 
@@ -134,6 +135,9 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     """Run `todo` on Tune; returns (errored trial ids, pruned trial ids, interrupted?)."""
     from ray import tune
 
+    # Our progress line and MLflow replace Tune's tables and its CSV/JSON/TensorBoard loggers.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     labels = {t.trial_id: trial_label(t) for t in todo}
     progress = _progress_callback(total, skipped, spec.metric.name, spec.metric.mode, labels)
     trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
@@ -193,7 +197,7 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
                     ray.shutdown()
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned)
             if interrupted:
-                status = "KILLED"
+                status, outcome.interrupted = "KILLED", True
         say("")
         say(summary(spec, trials, tracker, experiment_id, outcome, errored))
         outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)

@@ -10,6 +10,7 @@ the trial errored and the rest of the study goes on.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -104,11 +105,14 @@ def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, P
         cached = entry is not None
         if entry is None:
             staging = cache.staging(trial.pretrain_key)
-            with run.stage("pretrain", "pretrain") as (stage_run_id, buffer):
-                result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer])
-                entry = cache.put(trial.pretrain_key, staging, result.checkpoint, stage_run_id,
-                                  result.metrics, result.seconds, result.flops)
-                tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,
-                                                   "cost/flops": result.flops})
+            try:
+                with run.stage("pretrain", "pretrain") as (stage_run_id, buffer):
+                    result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer])
+                    entry = cache.put(trial.pretrain_key, staging, result.checkpoint, stage_run_id,
+                                      result.metrics, result.seconds, result.flops)
+                    tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,
+                                                       "cost/flops": result.flops})
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)  # gone after `put`; a failed build leaves no litter
     run.link_pretrain(entry.run_id, cached)
     return entry

@@ -41,6 +41,9 @@ def run(args) -> int:
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
     outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
                         max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed)
+    if outcome.interrupted:
+        print("interrupted: run the same command again to resume (finished trials are kept)")
+        return 130
     if outcome.failed:
         print(f"{len(outcome.failed)} trial(s) failed; fix and re-run with --retry-failed")
         return 1
