@@ -43,7 +43,7 @@ from ablations import tracking
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
 from ablations.study import Trial, format_value, render_table, short_path
-from m3ae.config import pretrain_key, trial_id
+from m3ae.config import ConfigError, pretrain_key, trial_id
 from m3ae.train.callbacks import Callback
 
 OPTUNA_TRIAL = "ablate.optuna_trial"  # MLflow tag: the Optuna trial number of a trial run
@@ -273,6 +273,7 @@ class Driver:
             num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=0)
         self.started = time.monotonic()
         self.ran = self.copied = 0
+        self.waiting_for_others = False
 
     # ---- the loop
 
@@ -286,7 +287,7 @@ class Driver:
                 optuna.storages.fail_stale_trials(self.study)
                 while self._may_start():
                     self._start_one()
-                if not self.pending and not self._others_running():
+                if not self.pending and (self._timed_out() or not self._others_running()):
                     return
                 self._collect()
         except BaseException:
@@ -296,10 +297,12 @@ class Driver:
     def _trials(self, states=None):
         return self.study.get_trials(deepcopy=False, states=states)
 
+    def _timed_out(self) -> bool:
+        return self.timeout is not None and time.monotonic() - self.started > self.timeout
+
     def _may_start(self) -> bool:
-        timed_out = self.timeout is not None and time.monotonic() - self.started > self.timeout
         running = sum(1 for p in self.pending.values() if p.ref is not None)
-        return not timed_out and running < self.max_concurrent and budget_used(self._trials()) < self.n_trials
+        return not self._timed_out() and running < self.max_concurrent and budget_used(self._trials()) < self.n_trials
 
     def _others_running(self) -> bool:
         """Trials another driver (or a dead one, not yet stale) holds: wait for them, so a
@@ -307,7 +310,13 @@ class Driver:
         from optuna.trial import TrialState
 
         mine = {p.trial.number for p in self.pending.values()}
-        return any(t.number not in mine for t in self._trials((TrialState.RUNNING,)))
+        others = [t.number for t in self._trials((TrialState.RUNNING,)) if t.number not in mine]
+        if others and not self.waiting_for_others:
+            grace = 2 * (self.heartbeat.seconds or 0)
+            say(f"waiting for trial(s) {others}, held by another driver; if that driver died, they are failed "
+                f"and retried here once their heartbeat is {grace}s old")
+        self.waiting_for_others = bool(others)
+        return bool(others)
 
     def _start_one(self) -> None:
         with warnings.catch_warnings():  # we run the heartbeat ourselves (Heartbeat), not Study.optimize
@@ -315,11 +324,16 @@ class Driver:
             trial = self.study.ask(distributions(self.spec))
         self.heartbeat.add(trial._trial_id)
         params = dict(trial.params)
-        trials = [self._trial(params, seed) for seed in self.spec.seeds]
-        key = "+".join(t.trial_id for t in trials)
-        trial.set_user_attr("ablate.trial_ids", [t.trial_id for t in trials])
-        pending = Pending(trial, key, time.monotonic())
+        pending = Pending(trial, "", time.monotonic())
         self.pending[trial.number] = pending
+        try:
+            trials = [self._trial(params, seed) for seed in self.spec.seeds]
+        except ConfigError as error:  # dimensions valid alone, invalid together (recon layer > layers)
+            self._tell(pending, {"state": "failed", "metrics": {}, "run_ids": [], "error": f"invalid config: {error}"})
+            return
+        pending.key = "+".join(t.trial_id for t in trials)
+        key = pending.key
+        trial.set_user_attr("ablate.trial_ids", [t.trial_id for t in trials])
         original = self._finished_twin(key, trial.number)
         if original is not None:
             self._tell_copy(pending, original)
@@ -497,8 +511,10 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
                                     "ablate.optuna_storage": redact(storage_url)})
     outcome = SearchOutcome(study_run_id, experiment_id)
     done_before = budget_used(study.trials)
-    say(f"search {spec.name}: {done_before} of {n_trials} trials already in the study, "
-        f"{max(0, n_trials - done_before)} to go (profile {spec.profile}, sampler {spec.sampler.name}, "
+    running = sum(1 for t in study.trials if t.state.name == "RUNNING")
+    say(f"search {spec.name}: {done_before} of {n_trials} trials already in the study"
+        + (f" ({running} of them running elsewhere)" if running else "")
+        + f", {max(0, n_trials - done_before)} to go (profile {spec.profile}, sampler {spec.sampler.name}, "
         f"pruner {spec.pruner.name}; Optuna {redact(storage_url)}; MLflow {tracking_uri})")
     ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
            "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric}
@@ -560,9 +576,10 @@ def summary(spec: SearchSpec, study) -> str:
              + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) + ")"]
     best = best_trials(study)
     if not best:
-        return "\n".join(parts + ["no trial completed: no best trial yet"])
-    title = "Best trial" if len(spec.objectives) == 1 else f"Pareto front ({len(best)} trials)"
-    parts += ["", f"{title}:", _trial_table(spec, best)]
+        parts.append("no trial completed: no best trial yet")
+    else:
+        title = "Best trial" if len(spec.objectives) == 1 else f"Pareto front ({len(best)} trials)"
+        parts += ["", f"{title}:", _trial_table(spec, best)]
     failed = [t for t in study.trials if t.state.name == "FAIL" and t.user_attrs.get("error")]
     if failed:
         parts += ["", "Failed trials:", *[f"  {t.number}: {t.user_attrs['error']}" for t in failed]]
