@@ -135,9 +135,7 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     """Run `todo` on Tune; returns (errored trial ids, pruned trial ids, interrupted?)."""
     from ray import tune
 
-    # Our progress line and MLflow replace Tune's tables and its CSV/JSON/TensorBoard loggers.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
     labels = {t.trial_id: trial_label(t) for t in todo}
     progress = _progress_callback(total, skipped, spec.metric.name, spec.metric.mode, labels)
     trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
