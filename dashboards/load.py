@@ -4,9 +4,9 @@
 - `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,
   pretrain_run_id, one column per factor (dotted path, values parsed back to numbers), one column
   per final metric (`synth_vqa/overall_acc`, `cost/pretrain_seconds`, ...).
-- `stages`: one row per pre-train / fine-tune run: run_id, kind, parent_run_id, task.
-Step curves and images are fetched on demand (`metric_histories`, `latest_reconstruction`),
-because they cost one request per run and key.
+Stage runs (pre-train, fine-tune), step curves and images are fetched on demand, for the few
+trials a figure draws (`stage_runs`, `metric_histories`, `latest_reconstruction`): they cost a
+request per run, and a 1,000-trial study has 3,000 stage runs.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ class StudyData:
     study_run_id: str | None
     spec: dict
     trials: pd.DataFrame
-    stages: pd.DataFrame
     factors: list[str]
     metrics: list[str]  # task metrics, headline first
     costs: list[str] = field(default_factory=list)
@@ -82,27 +81,36 @@ def find_experiment(client: MlflowClient, name: str):
 
 
 def search_kind(client: MlflowClient, experiment_id: str, kind: str) -> pd.DataFrame:
-    """All runs of one `ablate.kind` in the columns mlflow.search_runs uses (run_id, status,
-    start_time, params.*, metrics.* as last values, tags.*).
+    """All runs of one `ablate.kind`, in the columns mlflow.search_runs uses."""
+    return search(client, experiment_id, f"tags.`ablate.kind` = '{kind}'")
+
+
+def search(client: MlflowClient, experiment_id: str, filter_string: str) -> pd.DataFrame:
+    """Runs matching a filter in the columns mlflow.search_runs uses (run_id, status, start_time,
+    params.*, metrics.* as last values, tags.*).
 
     Paged through MlflowClient rather than mlflow.search_runs: the fluent call reads only the
     process-wide tracking URI, and setting that rewrites MLFLOW_TRACKING_URI for the whole process.
     """
     rows, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`ablate.kind` = '{kind}'",
-                                  max_results=SEARCH_PAGE, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=SEARCH_PAGE,
+                                  page_token=token)
         for run in page:
             row = {"run_id": run.info.run_id, "status": run.info.status,
-                   "start_time": pd.to_datetime(run.info.start_time, unit="ms", utc=True),
-                   "end_time": pd.to_datetime(run.info.end_time, unit="ms", utc=True)}
+                   "start_time": run.info.start_time, "end_time": run.info.end_time}
             row.update({f"params.{k}": v for k, v in run.data.params.items()})
             row.update({f"metrics.{k}": v for k, v in run.data.metrics.items()})
             row.update({f"tags.{k}": v for k, v in run.data.tags.items()})
             rows.append(row)
         token = page.token
         if not token:
-            return pd.DataFrame(rows)
+            break
+    runs = pd.DataFrame(rows)
+    for column in ("start_time", "end_time"):
+        if column in runs:
+            runs[column] = pd.to_datetime(runs[column], unit="ms", utc=True)
+    return runs
 
 
 def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
@@ -111,8 +119,6 @@ def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
     experiment = find_experiment(client, name)
     study_runs = search_kind(client, experiment.experiment_id, "study")
     trial_runs = search_kind(client, experiment.experiment_id, "trial")
-    stage_runs = pd.concat(
-        [search_kind(client, experiment.experiment_id, k) for k in ("pretrain", "finetune")], ignore_index=True)
     study_run_id = _latest(study_runs)
     if spec is None:
         spec = read_spec(client, study_runs)
@@ -122,8 +128,7 @@ def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
         trials, factors = join_zipped(trials, factors, group)
     metrics = task_metrics(trials, spec)
     costs = [c for c in trials.columns if c.startswith(COST_PREFIX)]
-    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials,
-                     tidy_stages(stage_runs), factors, metrics, costs)
+    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials, factors, metrics, costs)
 
 
 def _latest(runs: pd.DataFrame) -> str | None:
@@ -166,6 +171,14 @@ def tidy_trials(runs: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="_finished").sort_values("start_time").reset_index(drop=True)
 
 
+def stage_runs(client: MlflowClient, experiment_id: str, trial_run_ids: Sequence[str]) -> pd.DataFrame:
+    """The pre-train and fine-tune runs under some trial runs (one query per trial: MLflow's filter
+    has no IN for tags) -> tidy_stages frame."""
+    found = [search(client, experiment_id, f"tags.`mlflow.parentRunId` = '{run_id}'") for run_id in trial_run_ids]
+    found = [f for f in found if not f.empty]
+    return tidy_stages(pd.concat(found, ignore_index=True) if found else pd.DataFrame())
+
+
 def tidy_stages(runs: pd.DataFrame) -> pd.DataFrame:
     """Pre-train / fine-tune runs -> [run_id, kind, parent_run_id, task, state, metric_keys]."""
     columns = ["run_id", "kind", "parent_run_id", "task", "state", "metric_keys"]
@@ -177,7 +190,7 @@ def tidy_stages(runs: pd.DataFrame) -> pd.DataFrame:
         tagged = row.get("tags.ablate.task")
         if isinstance(tagged, str) and tagged:
             return tagged
-        if row["tags.ablate.kind"] != "finetune":
+        if row.get("tags.ablate.kind") != "finetune":
             return None
         # `<task>/train_loss` names the task of a fine-tune run
         logged = [k.split("/")[0] for k in metric_keys if pd.notna(row.get(f"metrics.{k}")) and "/" in k]
@@ -185,7 +198,7 @@ def tidy_stages(runs: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "run_id": runs["run_id"],
-        "kind": runs["tags.ablate.kind"],
+        "kind": _column(runs, "tags.ablate.kind"),
         "parent_run_id": _column(runs, "tags.mlflow.parentRunId"),
         "task": runs.apply(task_of, axis=1),
         "state": runs["status"],

@@ -16,7 +16,9 @@ from dashboards import figures, html, load, summaries
 from dashboards.load import StudyData
 
 CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
-MAX_CURVE_RUNS = 48  # curves are one MLflow request per run and key: cap them for big studies
+MAX_CURVE_RUNS = 24  # curves cost one MLflow request per run and key: cap them for big studies
+MAX_PICTURES = 12
+MASK_RATIO = "model.mim.mask_ratio"
 DATASET_NOTE = (
     "The paper's numbers come from its datasets (ROCO, MedICaT, VQA-RAD, SLAKE, ...); ours from this study's. "
     "Absolute values are not comparable: compare the trend across settings and the ranking of the settings."
@@ -159,52 +161,57 @@ def _setting_labels(trials: pd.DataFrame, factors: list[str]) -> pd.Series:
     return trials.apply(lambda r: summaries.format_setting({f: r[f] for f in varying}), axis=1)
 
 
-def _pretrain_runs(data: StudyData) -> pd.DataFrame:
-    """Pre-train runs with the label of the trial that trained them: [run_id, label, metric_keys]."""
-    stages = data.stages[data.stages["kind"] == "pretrain"]
-    if stages.empty or data.trials.empty:
-        return pd.DataFrame(columns=["run_id", "label", "metric_keys"])
-    owners = data.trials.set_index("run_id")
-    linked = data.trials.dropna(subset=["pretrain_run_id"]).drop_duplicates("pretrain_run_id").set_index("pretrain_run_id")
-    rows = []
-    for _, stage in stages.iterrows():
-        trial = owners.loc[stage["parent_run_id"]] if stage["parent_run_id"] in owners.index else (
-            linked.loc[stage["run_id"]] if stage["run_id"] in linked.index else None)
-        if trial is not None:
-            rows.append({"run_id": stage["run_id"], "metric_keys": stage["metric_keys"],
-                         **{f: trial[f] for f in data.factors}})
-    runs = pd.DataFrame(rows, columns=["run_id", "metric_keys", *data.factors])
-    runs["label"] = _setting_labels(runs, data.factors) if len(runs) else []
-    return runs
+def _drawn_trials(trials: pd.DataFrame, factors: list[str], per_label: int, cap: int) -> pd.DataFrame:
+    """The trials a figure draws: round robin over settings (one of each first), at most `per_label`
+    per setting and `cap` in all, with their setting label."""
+    trials = trials.assign(label=_setting_labels(trials, factors))
+    rank = trials.groupby("label", sort=False).cumcount()
+    return trials[rank < per_label].assign(_rank=rank).sort_values("_rank", kind="stable").head(cap)
 
 
-def _pick(runs: pd.DataFrame) -> pd.DataFrame:
-    """At most CURVES_PER_LEVEL runs per label and MAX_CURVE_RUNS in all."""
-    return runs.groupby("label", sort=False).head(CURVES_PER_LEVEL).head(MAX_CURVE_RUNS)
+def _pretrain_of(trials: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
+    """Each trial's pre-train run: its `ablate.pretrain_run_id` link, else its pre-train child run."""
+    children = stages[stages["kind"] == "pretrain"].drop_duplicates("parent_run_id")
+    child = trials["run_id"].map(children.set_index("parent_run_id")["run_id"])
+    return trials["pretrain_run_id"].where(trials["pretrain_run_id"].notna(), child)
 
 
 def _training_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting.")
-    pretrain = _pick(_pretrain_runs(data))
-    keys = sorted({k for ks in pretrain["metric_keys"] for k in ks if k.startswith("pretrain/") and _is_curve(k)})
-    history = load.metric_histories(client, list(pretrain["run_id"]), keys)
-    keys = _over_steps(history, keys)
-    if keys:
-        history = history.merge(pretrain[["run_id", "label"]], on="run_id")
-        page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
-    finetune = data.stages[(data.stages["kind"] == "finetune") & data.stages["task"].notna()]
-    trials = data.trials.assign(label=_setting_labels(data.trials, data.factors))[["run_id", "label"]]
-    finetune = finetune.merge(trials, left_on="parent_run_id", right_on="run_id", suffixes=("", "_trial"))
-    for task, runs in finetune.groupby("task", sort=True):
-        runs = _pick(runs)
-        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and _is_curve(k)})
-        history = load.metric_histories(client, list(runs["run_id"]), keys)
-        history = history.merge(runs[["run_id", "label"]], on="run_id")
+    if data.trials.empty:
+        return
+    drawn = _drawn_trials(data.trials, data.factors, CURVES_PER_LEVEL, MAX_CURVE_RUNS)
+    settings = _setting_labels(data.trials, data.factors).nunique()
+    section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting "
+                                              f"({drawn['label'].nunique()} of {settings} settings drawn).")
+    stages = load.stage_runs(client, data.experiment_id, list(drawn["run_id"]))
+    pretrain = drawn.assign(pretrain=_pretrain_of(drawn, stages)).dropna(subset=["pretrain"])
+    pretrain = pretrain.drop_duplicates("pretrain")  # trials that differ only in fine-tuning share one
+    if len(pretrain):
+        pretrain = pretrain.assign(label=_setting_labels(pretrain, data.factors))
+        keys = sorted({k for run_id in pretrain["pretrain"] for k in _metric_keys(client, stages, run_id)
+                       if k.startswith("pretrain/") and _is_curve(k)})
+        history = load.metric_histories(client, list(pretrain["pretrain"]), keys)
         keys = _over_steps(history, keys)
         if keys:
+            history = history.merge(pretrain[["pretrain", "label"]], left_on="run_id", right_on="pretrain")
+            page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
+    finetune = stages[(stages["kind"] == "finetune") & stages["task"].notna()]
+    finetune = finetune.merge(drawn[["run_id", "label"]], left_on="parent_run_id", right_on="run_id",
+                              suffixes=("", "_trial"))
+    for task, runs in finetune.groupby("task", sort=True):
+        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and _is_curve(k)})
+        history = load.metric_histories(client, list(runs["run_id"]), keys)
+        keys = _over_steps(history, keys)
+        if keys:
+            history = history.merge(runs[["run_id", "label"]], on="run_id")
             page.figure(section, figures.curves(history, keys, "label", f"Fine-tuning: {task}"))
     if not section.blocks:
         section.blocks.append(html.paragraph("No step curves logged yet."))
+
+
+def _metric_keys(client: MlflowClient, stages: pd.DataFrame, run_id: str) -> list[str]:
+    known = stages.loc[stages["run_id"] == run_id, "metric_keys"]
+    return list(known.iloc[0]) if len(known) else load.run_metric_keys(client, run_id)
 
 
 def _is_curve(key: str) -> bool:
@@ -233,15 +240,22 @@ def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> N
 
 
 def _reconstruction_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    runs = _pretrain_runs(data)
-    if runs.empty:
+    """One picture per image mask ratio when that is a factor, else one per setting (at most MAX_PICTURES)."""
+    if data.trials.empty:
         return
-    section = page.section("MIM reconstructions", "Latest logged grid per setting: original / masked / reconstructed.")
-    for _, run in runs.drop_duplicates("label").head(MAX_CURVE_RUNS).iterrows():
-        found = load.latest_reconstruction(client, run["run_id"])
+    by = [MASK_RATIO] if MASK_RATIO in data.factors else data.factors
+    trials = data.trials.sort_values("state", key=lambda s: s != "FINISHED", kind="stable")  # finished first
+    drawn = _drawn_trials(trials, by, 1, MAX_PICTURES)
+    links = drawn["pretrain_run_id"]
+    if links.isna().any():
+        stages = load.stage_runs(client, data.experiment_id, list(drawn.loc[links.isna(), "run_id"]))
+        links = _pretrain_of(drawn, stages)
+    section = page.section("MIM reconstructions", "Latest logged grid: original / masked / reconstructed.")
+    for label, run_id in zip(drawn["label"], links):
+        found = load.latest_reconstruction(client, run_id) if isinstance(run_id, str) else None
         if found:
             step, png = found
-            section.blocks.append(html.image_html(png, f"{run['label']} · step {step}"))
+            section.blocks.append(html.image_html(png, f"{label} · step {step}"))
     if not section.blocks:
         section.blocks.append(html.paragraph("No reconstruction images logged."))
 

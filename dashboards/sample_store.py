@@ -164,6 +164,7 @@ def write_sample_study(
         trial_run = writer.run(tags, params, metrics, status=status)
         if key not in pretrain_runs and status != "FAILED":
             pretrain_runs[key] = _pretrain_run(writer, trial_run, name, setting, seed, curve_steps, images)
+            client.set_tag(trial_run, "ablate.pretrain_run_id", pretrain_runs[key])  # as the platform does
         if status == "FINISHED" and not is_pruned:
             for task in TASK_METRICS:
                 _finetune_run(writer, trial_run, name, task, acc, curve_steps, rng)

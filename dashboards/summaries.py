@@ -113,22 +113,20 @@ def paired_vs_best(
     if summary.empty or summary["mean"].isna().all():
         return pd.DataFrame(columns=columns)
     best_index = best_level(summary, mode)
-    best = summary.loc[best_index, list(by)].to_dict()
     best_mean = float(summary.loc[best_index, "mean"])
-    best_rows = _select(trials, best)
+    levels = {_key(k): rows for k, rows in trials.groupby(list(by), sort=False, dropna=False)}
+    best_rows = levels[_key(tuple(summary.loc[best_index, list(by)]))]
     rows = []
     for index, level in summary.iterrows():
         setting = {c: level[c] for c in by}
-        is_best = index == best_index
-        other_rows = _select(trials, setting)
-        if is_best:
+        if index == best_index:
             rows.append({**setting, "mean": level["mean"], "diff": 0.0, "n_pairs": len(best_rows),
                          "test": "best", "p_value": math.nan, "significant": False, "is_best": True})
             continue
-        test, p_value, n_pairs = compare(other_rows, best_rows, metric, pair_on)
+        test, p_value, n_pairs = compare(levels[_key(tuple(setting.values()))], best_rows, metric, pair_on)
         rows.append({**setting, "mean": level["mean"], "diff": level["mean"] - best_mean,
                      "n_pairs": n_pairs, "test": test, "p_value": p_value,
-            "significant": bool(p_value < ALPHA) if not math.isnan(p_value) else False, "is_best": False})
+                     "significant": bool(p_value < ALPHA) if not math.isnan(p_value) else False, "is_best": False})
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -163,10 +161,22 @@ def bootstrap_pvalue(a: np.ndarray, b: np.ndarray, resamples: int = BOOTSTRAP_RE
     return float(min(1.0, 2 * tail))
 
 
+def _key(key: object) -> tuple:
+    """A groupby key as a hashable tuple with NaN made comparable."""
+    key = key if isinstance(key, tuple) else (key,)
+    return tuple("<nan>" if isinstance(k, float) and math.isnan(k) else k for k in key)
+
+
 def _select(trials: pd.DataFrame, setting: Mapping[str, object]) -> pd.DataFrame:
+    """Trials at a setting; numbers match across int/float/str ("0.75" == 0.75)."""
     mask = np.ones(len(trials), dtype=bool)
     for column, value in setting.items():
-        mask &= trials[column].map(lambda v, value=value: same_value(v, value)).to_numpy(bool)
+        value = parse_value(value)
+        if is_numeric([value]):
+            numbers = pd.to_numeric(trials[column].map(parse_value), errors="coerce").to_numpy(float)
+            mask &= np.isclose(numbers, float(value), rtol=1e-9, atol=1e-12)
+        else:
+            mask &= trials[column].map(lambda v, value=value: parse_value(v) == value).to_numpy(bool)
     return trials[mask]
 
 

@@ -42,8 +42,19 @@ def test_load_study_reads_the_contract(store):
     assert failed["error"].startswith("NonFiniteLossError")
     assert {"synth_cls/acc", "synth_vqa/open_acc"} <= set(data.metrics)
     assert sorted(data.costs) == sorted(["cost/pretrain_seconds", "cost/finetune_seconds", "cost/flops"])
-    assert sorted(data.stages["kind"].value_counts().items()) == [("finetune", 32), ("pretrain", 17)]
-    assert set(data.stages["task"].dropna()) == {"synth_vqa", "synth_cls"}
+    assert data.trials["pretrain_run_id"].notna().sum() == 17  # every trial that got to pre-train
+
+
+def test_stage_runs_of_some_trials(store):
+    data = load.load_study("masking", store["uri"])
+    finished = data.trials[data.trials["state"] == "FINISHED"].head(2)
+    stages = load.stage_runs(MlflowClient(store["uri"]), data.experiment_id, list(finished["run_id"]))
+    assert sorted(stages["kind"].value_counts().items()) == [("finetune", 4), ("pretrain", 2)]
+    assert set(stages["parent_run_id"]) == set(finished["run_id"])
+    assert sorted(stages["task"].dropna()) == ["synth_cls", "synth_cls", "synth_vqa", "synth_vqa"]
+    pretrain = stages[stages["kind"] == "pretrain"]
+    assert set(pretrain["run_id"]) == set(finished["pretrain_run_id"])
+    assert "pretrain/mim_loss" in pretrain["metric_keys"].iloc[0]
 
 
 def test_report_shows_every_section(store):
@@ -55,7 +66,7 @@ def test_report_shows_every_section(store):
                     "Cost", "MIM reconstructions", "Trials and failures"):
         assert f"<h2>{heading}</h2>" in page
     assert "Absolute values are not comparable" in page and "ranking agrees?" in page
-    assert page.count("<img alt=") == 6  # one reconstruction grid per setting
+    assert page.count("<img alt=") == 3  # one reconstruction grid per image mask ratio
     assert "NonFiniteLossError: loss is nan" in page
     assert "Our best setting is the paper&#x27;s best." in page
 
