@@ -530,7 +530,10 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
         say("")
         say(summary(spec, study))
         outcome.states = state_counts(study)
-        outcome.best_study = write_best_study(spec, study, workdir)
+        try:
+            outcome.best_study = write_best_study(spec, study, workdir)
+        except SpecError as error:  # the trials are safe in Optuna and MLflow; say why the file is missing
+            say(f"(best_study.yaml not written: {error})")
         if outcome.best_study is not None:
             tracker.log_file(study_run_id, outcome.best_study)
         outcome.dashboard = _dashboard(spec, tracker, study_run_id, storage_url, workdir)
@@ -602,6 +605,10 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     best = best_trials(study)
     if not best:
         return None
+    unique: dict[tuple, Any] = {}
+    for t in best:  # a duplicate's copy sits on the front beside its original: keep the original
+        unique.setdefault(tuple(repr(t.params[p]) for p in spec.space), t)
+    best = list(unique.values())
     paths = list(spec.space)
     values = {p: [t.params[p] for t in best] for p in paths}
     if len(best) == 1 or len(paths) == 1:
@@ -612,6 +619,8 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     which = f"trial {best[0].number}" if len(best) == 1 else f"the Pareto front (trials {[t.number for t in best]})"
     study_spec = spec.as_study(factors, seeds=seeds, name=f"{spec.name}_best",
                                description=f"{which} of the search {spec.name}, re-run with seeds {seeds}")
+    if study_spec.num_trials() > study_spec.max_trials:  # a wide front: raise the study's guard to fit it
+        study_spec = study_spec.model_copy(update={"max_trials": study_spec.num_trials()})
     data = study_spec.model_dump(exclude_defaults=True)
     data = {"name": data.pop("name"), "kind": "study", **data}
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"

@@ -18,9 +18,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from ablations.cli import main
-from ablations.search import load_search, parse_search
-from ablations.search_runner import budget_used, open_storage, open_study, run_search
-from ablations.spec import SpecError, load_spec
+from ablations.search import distributions, load_search, parse_search
+from ablations.search_runner import best_study_text, budget_used, open_storage, open_study, run_search
+from ablations.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = sorted((Path(__file__).parent / "data" / "bad_searches").glob("*.yaml"))
@@ -116,7 +116,7 @@ def test_shipped_searches_are_valid(path, profile):
 
 def test_validate_checks_search_files(capsys):
     assert main(["validate", str(ROOT / "studies" / "search_masking.yaml")]) == 0
-    assert "ok - search 'search_masking', 4 dimensions, 16 trials" in capsys.readouterr().out
+    assert "ok - search 'search_masking', 4 dimensions, 12 trials" in capsys.readouterr().out
     assert main(["validate", str(BAD[0])]) == 2
 
 
@@ -125,6 +125,25 @@ def test_the_same_search_keeps_its_fingerprint_and_a_changed_one_does_not():
     same = parse_search(text + "timeout: 60\n")  # run limits do not change what a trial means
     other = parse_search(text.replace("high: 0.1", "high: 0.2"))
     assert parse_search(text).fingerprint() == same.fingerprint() != other.fingerprint()
+
+
+def test_a_wide_pareto_front_with_copies_is_written_as_a_valid_study():
+    """Front trials answered as copies of a twin appear once; a front wider than the
+    study guard (max_trials) still gives a study that `ablate run` accepts."""
+    spec = parse_search(PARETO_SEARCH)
+    study = optuna.create_study(directions=spec.directions)
+    space = distributions(spec)
+    for i in range(30):  # every point is on the front: more accurate and more expensive
+        params = {"finetune.epochs": 1 + i % 3, "finetune.lr": 1e-4 * (1 + i)}
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=space, values=[i, i]))
+    copy = {"finetune.epochs": 1, "finetune.lr": 1e-4}
+    study.add_trial(optuna.trial.create_trial(params=copy, distributions=space, values=[0, 0]))
+
+    text = best_study_text(spec, study)
+    best = parse_spec(text, "best_study.yaml")
+    assert len(study.best_trials) == 31 and len(best.combinations()) == 30
+    assert best.num_trials() == 30 * 3 <= best.max_trials
+    assert best.combinations()[0] == copy and yaml.safe_load(text)["factors"]["zip"]
 
 
 # --------------------------------------------------------------------------- running searches
@@ -252,8 +271,6 @@ def test_a_trial_whose_driver_died_is_failed_by_heartbeat_and_retried(ray_sessio
     storage_url = f"sqlite:///{workdir / 'optuna.db'}"
     # a driver that asked for a trial, beat once, and died
     study = open_study(spec, open_storage(storage_url, heartbeat_seconds=1), storage_url)
-    from ablations.search import distributions
-
     dead = study.ask(distributions(spec))
     study._storage.record_heartbeat(dead._trial_id)
     time.sleep(2.5)  # older than the grace period (2 beats)
