@@ -79,7 +79,7 @@ def heatmap(summary: pd.DataFrame, fx: str, fy: str, metric: str) -> go.Figure:
         i, j = ys.index(r[fy]), xs.index(r[fx])
         z[i][j] = r["mean"]
         half = (r["ci_high"] - r["ci_low"]) / 2
-        text[i][j] = f"{r['mean']:.3g}" + (f" ± {half:.2g}" if pd.notna(half) else "") + f"<br>n={r['n']}"
+        text[i][j] = f"{r['mean']:.3g}" + (f" ± {half:.2g}" if pd.notna(half) else "") + f"<br>n={int(r['n'])}"
     fig = go.Figure(go.Heatmap(x=[str(v) for v in xs], y=[str(v) for v in ys], z=z, text=text,
                                texttemplate="%{text}", colorscale="Viridis", colorbar_title=metric.split("/")[-1]))
     fig.update_layout(title=f"{metric}: mean over seeds", xaxis_title=short_name(fx), yaxis_title=short_name(fy),
