@@ -57,15 +57,15 @@ def metric_vs_factor(summaries: Mapping[str, pd.DataFrame], factor: str, average
         numeric = is_numeric(list(s[factor]))
         x = list(s[factor]) if numeric else [str(v) for v in s[factor]]
         hover = [f"n={n}" for n in s["n"]]
-        trace_args = dict(x=x, y=list(s["mean"]), error_y=_error(s), name="ours (mean ± 95% CI)",
-                          legendgroup="ours", showlegend=i == 0, marker_color=OURS, hovertext=hover)
+        trace_args = {"x": x, "y": list(s["mean"]), "error_y": _error(s), "name": "ours (mean ± 95% CI)",
+                          "legendgroup": "ours", "showlegend": i == 0, "marker_color": OURS, "hovertext": hover}
         trace = go.Scatter(mode="lines+markers", **trace_args) if numeric else go.Bar(**trace_args)
         fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
         fig.update_xaxes(title_text=short_name(factor), row=i // cols + 1, col=i % cols + 1,
                          type="linear" if numeric else "category")
     note = f" (averaged over {', '.join(short_name(f) for f in averaged_over)})" if averaged_over else ""
     fig.update_layout(title=f"Metrics against {factor}{note}", height=PANEL_HEIGHT * rows + 80,
-                      margin=dict(t=90))
+                      margin={"t": 90})
     return fig
 
 
@@ -99,8 +99,8 @@ def ours_vs_paper(table: pd.DataFrame, keys: Sequence[str], metric: str, paper_m
     frame = table.sort_values(keys[0]) if numeric else table
     x = list(frame[keys[0]]) if numeric else list(frame["setting"])
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"ours: {metric}", paper_title])
-    ours = dict(x=x, y=list(frame["mean"]), error_y=_error(frame), name="ours (mean ± 95% CI)", marker_color=OURS)
-    paper = dict(x=x, y=list(paper_y.loc[frame.index]), name="paper", marker_color=PAPER)
+    ours = {"x": x, "y": list(frame["mean"]), "error_y": _error(frame), "name": "ours (mean ± 95% CI)", "marker_color": OURS}
+    paper = {"x": x, "y": list(paper_y.loc[frame.index]), "name": "paper", "marker_color": PAPER}
     if numeric:
         fig.add_trace(go.Scatter(mode="lines+markers", **ours), row=1, col=1)
         fig.add_trace(go.Scatter(mode="lines+markers", line_dash="dash", **paper), row=1, col=2)
@@ -144,7 +144,7 @@ def curves(history: pd.DataFrame, keys: Sequence[str], colour_by: str, title: st
             run = run.sort_values("step")
             fig.add_trace(go.Scatter(x=list(run["step"]), y=list(run["value"]), mode="lines",
                                      name=str(label), legendgroup=str(label), showlegend=label not in shown,
-                                     line=dict(color=colours[label], width=1.5), hovertext=run_id),
+                                     line={"color": colours[label], "width": 1.5}, hovertext=run_id),
                           row=i // cols + 1, col=i % cols + 1)
             shown.add(label)
         fig.update_xaxes(title_text="step", row=i // cols + 1, col=i % cols + 1)
@@ -159,11 +159,11 @@ def cost_vs_metric(points: pd.DataFrame, costs: Sequence[str], metric: str) -> g
     for col, cost in enumerate(costs, start=1):
         front = points[points[f"front_{cost}"]].sort_values(cost)
         fig.add_trace(go.Scatter(x=list(points[cost]), y=list(points["mean"]), mode="markers",
-                                 text=list(points["label"]), name="settings", marker=dict(color=OURS, size=9),
+                                 text=list(points["label"]), name="settings", marker={"color": OURS, "size": 9},
                                  showlegend=col == 1, legendgroup="settings"), row=1, col=col)
         fig.add_trace(go.Scatter(x=list(front[cost]), y=list(front["mean"]), mode="lines+markers",
-                                 line_shape="hv", name="Pareto front", marker=dict(color=FRONT, size=12, symbol="star"),
-                                 line=dict(color=FRONT), showlegend=col == 1, legendgroup="front",
+                                 line_shape="hv", name="Pareto front", marker={"color": FRONT, "size": 12, "symbol": "star"},
+                                 line={"color": FRONT}, showlegend=col == 1, legendgroup="front",
                                  text=list(front["label"])), row=1, col=col)
         fig.update_xaxes(title_text=cost, row=1, col=col, type="log" if cost.endswith("flops") else "linear")
     fig.update_yaxes(title_text=metric, row=1, col=1)

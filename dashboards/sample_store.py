@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 DEFAULT_FACTORS = {"model.mim.mask_ratio": [0.25, 0.5, 0.75], "model.mlm.mask_ratio": [0.15, 0.3]}
@@ -138,7 +138,7 @@ def write_sample_study(
     for index, (setting, seed) in enumerate(trials):
         rng = np.random.default_rng([index, seed])
         status = "FAILED" if index >= len(trials) - failed else "FINISHED"
-        is_pruned = not status == "FAILED" and index >= len(trials) - failed - pruned
+        is_pruned = status != "FAILED" and index >= len(trials) - failed - pruned
         trial_id = f"t{index:05d}"
         tags = {"ablate.kind": "trial", "ablate.study": name, "ablate.trial_id": trial_id,
                 "ablate.seed": str(seed), "mlflow.parentRunId": study_run, "mlflow.runName": trial_id,

@@ -4,6 +4,7 @@ Chromium comes from Debian (`bash .ci/system-deps.sh`, run by `make test`); with
 skip and say why.
 """
 
+import itertools
 import re
 import shutil
 import subprocess
@@ -46,14 +47,14 @@ def pages(tmp_path_factory):
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-                          capture_output=True, text=True, timeout=180)
+                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def rendered_plots(dom: str) -> tuple[int, int]:
     """(plot divs, plot divs with an svg.main-svg inside): plot divs do not nest, so each one's
     content runs until the next."""
     starts = [m.start() for m in PLOT_DIV.finditer(dom)] + [len(dom)]
-    drawn = sum('class="main-svg"' in dom[a:b] for a, b in zip(starts, starts[1:]))
+    drawn = sum('class="main-svg"' in dom[a:b] for a, b in itertools.pairwise(starts))
     return len(starts) - 1, drawn
 
 
