@@ -361,6 +361,10 @@ def _check_objectives(spec: SearchSpec, problems: _Problems) -> None:
     if spec.pruner.name != "none":
         if several:
             problems.add(("pruner", "name"), "Optuna prunes single-objective searches only; use pruner: none")
+        if spec.objectives[0].direction == "minimize":  # every task metric is better when higher
+            problems.add(("pruner", "name"), "the pruner compares the watched validation metric in the objective's "
+                                             "direction, and a minimised objective would prune the most accurate "
+                                             "trials; use pruner: none")
         watched = [m for m in produced if m not in COST_METRICS]
         if spec.watched_metric not in watched:
             key = ("pruner_metric",) if spec.pruner_metric else ("pruner", "name")
