@@ -142,7 +142,7 @@ def _finished_trials(workdir: Path, name: str) -> int:
 
 
 def test_a_killed_study_resumes_without_rerunning_finished_trials(tmp_path, ray_session, capsys):
-    study = write_study(tmp_path, "resume", {"model.mim.mask_ratio": [0.5, 0.6, 0.75]}, seeds=[0])
+    study = write_study(tmp_path, "resume", {"model.mim.mask_ratio": [0.5, 0.75]}, seeds=[0])
     workdir = tmp_path / "runs"
     command = [*ABLATE, "run", str(study), "--workdir", str(workdir), "--max-concurrent", "1",
                "--address", ray_session]
@@ -160,7 +160,7 @@ def test_a_killed_study_resumes_without_rerunning_finished_trials(tmp_path, ray_
 
     _, _, before = store(workdir, "resume")
     done_before = {r.data.tags[tracking.TRIAL_ID] for r in before["trial"] if r.info.status == "FINISHED"}
-    assert 1 <= len(done_before) < 3
+    assert len(done_before) == 1
     assert main(["run", str(study), "--workdir", str(workdir)]) == 0
     out = capsys.readouterr().out
     assert f"{len(done_before)} already done" in out and "as KILLED" in out
@@ -168,7 +168,7 @@ def test_a_killed_study_resumes_without_rerunning_finished_trials(tmp_path, ray_
     _, _, after = store(workdir, "resume")
     assert not [r for kind in after.values() for r in kind if r.info.status == "RUNNING"]
     finished = [r.data.tags[tracking.TRIAL_ID] for r in after["trial"] if r.info.status == "FINISHED"]
-    assert sorted(finished) == sorted(set(finished)) and len(finished) == 3  # each trial finished exactly once
+    assert sorted(finished) == sorted(set(finished)) and len(finished) == 2  # each trial finished exactly once
     assert {r.info.status for r in after["study"]} == {"KILLED", "FINISHED"}
 
 
