@@ -8,7 +8,12 @@ synthmed is generated and the tokenizer trained once.
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -203,8 +208,8 @@ def test_a_search_runs_then_resumes_to_the_new_total(ray_session, workdir, capsy
     assert spec.seeds == [0, 1, 2]
     assert spec.factors["finetune.lr"] == [best.params["finetune.lr"]]
     assert main(["run", str(best_study), "--workdir", str(workdir), "--dry-run"]) == 0
-    assert "dashboard.html" in {a.path for a in MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-                                .list_artifacts(study_run.info.run_id)} or "dashboard not built" in out
+    artifacts = {a.path for a in MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").list_artifacts(study_run.info.run_id)}
+    assert {"dashboard.html", "best_study.yaml", "spec.yaml"} <= artifacts
 
     # the same command with a higher total adds exactly the difference
     assert main(args + ["--n-trials", "8"]) == 0
@@ -282,3 +287,28 @@ def test_a_trial_whose_driver_died_is_failed_by_heartbeat_and_retried(ray_sessio
     assert trials[1].params == trials[0].params  # the retry re-runs the dead trial's parameters
     assert trials[1].system_attrs["failed_trial"] == 0
     assert budget_used(trials) == 1
+
+
+def test_optuna_dashboard_opens_the_storage_as_it_is(workdir):
+    """The command `ablate search` prints: optuna-dashboard on the search's storage lists its study."""
+    if not (workdir / "optuna.db").exists():
+        pytest.skip("needs the storage of test_a_search_runs_then_resumes_to_the_new_total")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "optuna-dashboard"), f"sqlite:///{workdir / 'optuna.db'}",
+               "--host", "127.0.0.1", "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.monotonic() + 60, None
+        while time.monotonic() < deadline and studies is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as response:
+                    studies = json.load(response)["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies is not None, "optuna-dashboard did not answer within 60 s"
+        assert "lr" in {s["study_name"] for s in studies}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
