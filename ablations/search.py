@@ -14,7 +14,7 @@ A search is a study file with `kind: search` and a `space` instead of `factors`:
     objectives:                                        # one, or several for a Pareto front
       - {metric: synth_vqa/overall_acc, direction: maximize}
     sampler: tpe                                       # tpe | gp | random | grid | nsga2, or {name: tpe, seed: 0, ...}
-    pruner: median                                     # none | median | hyperband, or {name: median, n_startup_trials: 2}
+    pruner: median                                     # none | median | hyperband, or {name: median, ...}
     pruner_metric: synth_vqa/overall_acc               # the validation metric it watches (default: the objective's)
     n_trials: 12
     timeout: 3600                                      # seconds; optional
@@ -281,7 +281,8 @@ def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
                 key = item["loc"]
                 if item["type"] == "extra_forbidden":
                     fields = list(model.model_fields)
-                    problems.add(loc + key, f"unknown key {key[-1]!r} for {'an' if kind == 'int' else 'a'} {kind} dimension: expected one of "
+                    article = "an" if kind == "int" else "a"
+                    problems.add(loc + key, f"unknown key {key[-1]!r} for {article} {kind} dimension: expected one of "
                                             f"{fields}{_closest(key[-1], fields)}")
                 elif item["type"] == "missing":
                     problems.add(loc + key, f"missing: a {kind} dimension needs {key[-1]!r}")

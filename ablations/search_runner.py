@@ -623,10 +623,10 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
         study_spec = study_spec.model_copy(update={"max_trials": study_spec.num_trials()})
     data = study_spec.model_dump(exclude_defaults=True)
     data = {"name": data.pop("name"), "kind": "study", **data}
+    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {v:.4f}" for m, v in zip(spec.metric_names, t.values)))
+               for t in best]
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"
-              + "".join(f"#   trial {t.number}: " + ", ".join(f"{m} {v:.4f}" for m, v in zip(spec.metric_names, t.values))
-                        + "\n" for t in best)
-              + "# Run it: ablate run <this file>\n")
+              + "".join(results) + "# Run it: ablate run <this file>\n")
     return header + yaml.safe_dump(data, sort_keys=False)
 
 

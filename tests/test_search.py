@@ -208,7 +208,8 @@ def test_a_search_runs_then_resumes_to_the_new_total(ray_session, workdir, capsy
     assert spec.seeds == [0, 1, 2]
     assert spec.factors["finetune.lr"] == [best.params["finetune.lr"]]
     assert main(["run", str(best_study), "--workdir", str(workdir), "--dry-run"]) == 0
-    artifacts = {a.path for a in MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").list_artifacts(study_run.info.run_id)}
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    artifacts = {a.path for a in client.list_artifacts(study_run.info.run_id)}
     assert {"dashboard.html", "best_study.yaml", "spec.yaml"} <= artifacts
 
     # the same command with a higher total adds exactly the difference
