@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from ablations import tracking
 from ablations.spec import StudySpec
 from ablations.study import Trial, format_value, render_table, short_path
@@ -173,10 +175,13 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     todo = [t for t in trials if t.trial_id not in done]
     skipped = len(trials) - len(todo)
 
-    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, spec_text, {
+    # spec.yaml: the study as it ran (profile, tasks and metric resolved); study.yaml: the file as written
+    resolved = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, resolved, {
         "profile": spec.profile, "trials": len(trials), "seeds": spec.seeds, "tasks": spec.tasks,
         "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
         "factors": spec.factor_paths})
+    tracker.log_text(study_run_id, spec_text, "study.yaml")
     say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
         f"(profile {spec.profile}, MLflow {tracking_uri})")
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))

@@ -12,8 +12,9 @@ A study is a grid over dotted config paths:
         - {model.mim.decoder: [transformer, mlp], model.mim.decoder_depth: [2, 1]}
     seeds: [0, 1]
     data: {pretrain: synth_pairs, root: null}
-    tasks: [synth_vqa]
-    metric: {name: synth_vqa/overall_acc, mode: max}
+    tasks: [synth_vqa]                                # optional: default the profile's tasks
+    metric: {name: synth_vqa/overall_acc, mode: max}  # optional: default the first task's headline;
+                                                      # a bare name ("overall_acc") means the first task's
     resources: {cpu: 1, gpu: 0}
     scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
     reference: {source: ..., ranking: [...], values: [...]}
@@ -91,7 +92,7 @@ class _Strict(BaseModel):
 
 
 class MetricSpec(_Strict):
-    name: str  # "<task>/<metric>" or a cost metric, e.g. "synth_vqa/overall_acc"
+    name: str  # "<task>/<metric>", a cost metric, or a bare metric of the first task ("overall_acc")
     mode: Literal["max", "min"] = "max"
 
 
@@ -136,8 +137,8 @@ class StudySpec(_Strict):
     factors: dict[str, Any] = {}
     seeds: list[int] = Field([0], min_length=1)
     data: DataSpec = DataSpec()
-    tasks: list[str] = Field(min_length=1)
-    metric: MetricSpec
+    tasks: Optional[list[str]] = Field(None, min_length=1)  # None: the profile's finetune.tasks
+    metric: Optional[MetricSpec] = None  # None: the first task's headline metric
     resources: Resources = Resources()
     scheduler: SchedulerSpec = SchedulerSpec()
     reference: Optional[Reference] = None
@@ -174,7 +175,8 @@ class StudySpec(_Strict):
             fixed["data.pretrain"] = self.data.pretrain
         if self.data.root is not None:
             fixed["data.root"] = self.data.root
-        fixed["finetune.tasks"] = list(self.tasks)
+        if self.tasks is not None:
+            fixed["finetune.tasks"] = list(self.tasks)
         fixed["threads"] = max(1, int(math.ceil(self.resources.cpu)))
         return fixed
 
@@ -255,15 +257,18 @@ def _model_at(loc: tuple, root: type[BaseModel] | None = None):
     return model
 
 
-def load_spec(path: str | Path, profile_name: str | None = None) -> StudySpec:
-    """Read and fully validate a study file. `profile_name` replaces the study's profile."""
+def load_spec(path: str | Path, profile_name: str | None = None, data_root: str | None = None) -> StudySpec:
+    """Read and fully validate a study file. `profile_name` replaces the study's profile
+    and `data_root` its data root (how a laptop study becomes a paper-scale one)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"study file not found: {path}")
-    return parse_spec(path.read_text(), str(path), profile_name)
+    return parse_spec(path.read_text(), str(path), profile_name, data_root)
 
 
-def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None) -> StudySpec:
+def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None,
+               data_root: str | None = None) -> StudySpec:
+    """Validate a study's text; the returned spec has its tasks and metric resolved."""
     data, lines = _load_yaml(text, source)
     problems = _Problems(source, lines)
     if not isinstance(data, dict):
@@ -272,12 +277,14 @@ def parse_spec(text: str, source: str = "<study>", profile_name: str | None = No
         raise SpecError(f"{source}: kind: search is an Optuna search file; run it with `ablate search`")
     if profile_name is not None:
         data = {**data, "profile": profile_name}
+    if data_root is not None:
+        data = {**data, "data": {**(data.get("data") or {}), "root": str(data_root)}}
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as error:
         _schema_errors(error, problems)
         problems.raise_if_any()
-    _check_semantics(spec, problems)
+    spec = _check_semantics(spec, problems)
     problems.raise_if_any()
     return spec
 
@@ -285,16 +292,19 @@ def parse_spec(text: str, source: str = "<study>", profile_name: str | None = No
 # --------------------------------------------------------------------------- semantic checks
 
 
-def _check_semantics(spec: StudySpec, problems: _Problems) -> None:
+def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
     """Everything the schema cannot see; stops at the first layer that fails
-    (no point building configs on top of an unknown profile)."""
+    (no point building configs on top of an unknown profile). Returns the spec
+    with its tasks and metric resolved against the profile."""
     from m3ae import registry
 
     try:
         base_cfg = profile(spec.profile)
     except ConfigError as error:
         problems.add(("profile",), str(error))
-        return
+        return spec
+    if spec.tasks is None:
+        spec = spec.model_copy(update={"tasks": list(base_cfg.finetune.tasks)})
 
     for path in spec.base:
         _check_path(path, ("base", path), problems)
@@ -309,8 +319,9 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> None:
     if len(set(spec.seeds)) != len(spec.seeds):
         problems.add(("seeds",), f"seeds repeat: {spec.seeds}")
     if problems.items:
-        return
+        return spec
 
+    spec = _resolve_metric(spec)
     _check_metric(spec, problems)
     _check_reference(spec, problems)
     n = spec.num_trials()
@@ -318,8 +329,9 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> None:
         problems.add(("factors",), f"the grid makes {n} trials, more than max_trials {spec.max_trials}; "
                                    f"shrink the factors or raise max_trials")
     if problems.items:
-        return
+        return spec
     _check_configs(spec, base_cfg, problems)
+    return spec
 
 
 def _check_path(path: str, loc: tuple, problems: _Problems) -> bool:
@@ -379,6 +391,20 @@ def _task_metrics(task_name: str) -> list[str]:
 def produced_metrics(tasks) -> list[str]:
     """Every final metric a trial with these tasks logs on its trial run."""
     return [f"{t}/{m}" for t in tasks for m in _task_metrics(t)] + list(COST_METRICS)
+
+
+def _resolve_metric(spec: StudySpec) -> StudySpec:
+    """No metric: the first task's headline; a bare name: that metric of the first task."""
+    from m3ae import registry
+
+    first = spec.tasks[0]
+    if spec.metric is None:
+        task = registry.TASKS.get(first)
+        task = task if hasattr(task, "headline") else task()
+        return spec.model_copy(update={"metric": MetricSpec(name=f"{first}/{task.headline}", mode=task.mode)})
+    if "/" not in spec.metric.name:
+        return spec.model_copy(update={"metric": spec.metric.model_copy(update={"name": f"{first}/{spec.metric.name}"})})
+    return spec
 
 
 def _check_metric(spec: StudySpec, problems: _Problems) -> None:

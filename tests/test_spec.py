@@ -108,3 +108,19 @@ def test_every_shipped_study_validates_and_dry_runs(path, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{spec.num_trials()} trials" in out
     assert not (tmp_path / "runs").exists()  # a dry run creates nothing
+
+
+def test_tasks_and_metric_default_to_the_profile_and_a_bare_metric_names_the_first_task():
+    text = "name: d\nprofile: smoke\nmetric: {name: open_acc}\n"
+    spec = parse_spec(text, "d.yaml")
+    assert spec.tasks == ["synth_vqa"] and spec.metric.name == "synth_vqa/open_acc"
+    spec = parse_spec("name: d\nprofile: smoke\ntasks: [synth_cls]\n", "d.yaml")
+    assert (spec.metric.name, spec.metric.mode) == ("synth_cls/acc", "max")
+
+
+def test_a_shipped_study_becomes_paper_scale_with_profile_and_data_root_only(tmp_path):
+    spec = load_spec(ROOT / "studies" / "mask_ratio.yaml", "paper", str(tmp_path))
+    assert spec.tasks == ["vqa_rad"] and spec.metric.name == "vqa_rad/overall_acc"
+    trial = expand(spec)[0]
+    assert trial.config.data.root == str(tmp_path) and trial.config.data.pretrain == "roco+medicat"
+    assert trial.config.model.fusion.num_layers == 6

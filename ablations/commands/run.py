@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
                         help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder with the real datasets (replaces the study's data.root)")
     parser.add_argument("--dry-run", action="store_true", help="print the trials and exit")
     parser.add_argument("--retry-failed", action="store_true", help="also re-run trials that failed before")
 
@@ -29,7 +31,7 @@ def run(args) -> int:
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("--max-concurrent must be at least 1")
-    spec = load_spec(args.study, args.profile)
+    spec = load_spec(args.study, args.profile, args.data_root)
     trials = expand(spec)
     if args.dry_run:
         print(trial_table(spec, trials))
