@@ -4,7 +4,6 @@ import argparse
 import re
 
 import optuna
-import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -178,5 +177,14 @@ def test_report_command_finds_the_search_study(store, tmp_path, capsys):
     _search(storage, "masking-20261125", ["maximize"], [])
     report, args = _report_args(["masking", "--tracking-uri", store["uri"], "--storage", storage], tmp_path)
     assert report.run(args) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "reports" / "masking.html")
     assert "Optuna study masking-20261125" in (tmp_path / "reports" / "masking.html").read_text()
-    assert pd.notna(capsys.readouterr().out)
+
+
+def test_report_command_recognises_a_search_by_name(store, tmp_path):
+    """A NAME with an Optuna study of that name in <workdir>/optuna.db gets the search dashboard."""
+    _search(f"sqlite:///{tmp_path / 'optuna.db'}", "masking", ["maximize"], [])
+    report, args = _report_args(["masking", "--tracking-uri", store["uri"]], tmp_path)
+    assert report.run(args) == 0
+    page = (tmp_path / "reports" / "masking.html").read_text()
+    assert "<h2>Search</h2>" in page and "<h2>Results by factor</h2>" in page

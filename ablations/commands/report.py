@@ -2,7 +2,8 @@
 
 NAME is the study's name (its MLflow experiment). A STUDY.yaml is read only for its `name`, its
 `kind` (a search also gets the Optuna figures) and its `reference` block (the paper's numbers,
-which then win over the copy logged with the study). Prints the path of the HTML file.
+which then win over the copy logged with the study). A NAME that is also an Optuna study in the
+work directory's optuna.db is a search too. Prints the path of the HTML file.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri}: run a study first, or pass --workdir / --tracking-uri")
     out = (args.out or workdir / "reports" / f"{name}.html").absolute()
-    is_search = args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
+    storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
+    is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
+                 or _has_optuna_study(storage, name))
     try:
         if is_search:
-            storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
             path = build_search_report(name, uri, storage, out, _optuna_study(storage, name, args.optuna_study))
         else:
             path = build_report(name, uri, out, _spec_override(name, uri, study_file))
@@ -83,6 +85,15 @@ def _spec_override(name: str, uri: str, study_file: dict) -> dict | None:
     if "reference" in study_file:
         merged["reference"] = study_file["reference"]
     return merged
+
+
+def _has_optuna_study(storage: str, name: str) -> bool:
+    """A NAME with an Optuna study of the same name in the work directory's storage is a search."""
+    if not (storage.startswith("sqlite:///") and Path(storage[len("sqlite:///"):]).exists()):
+        return False
+    import optuna
+
+    return name in optuna.study.get_all_study_names(storage)
 
 
 def _optuna_study(storage: str, name: str, given: str | None) -> str:
