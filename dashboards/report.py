@@ -91,7 +91,11 @@ def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame)
     paper_metric = reference.get("metric", data.headline)
     if source:
         section.blocks.append(html.paragraph(f"Paper: {source} (metric {paper_metric})."))
-    table, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
+    try:
+        table, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
+    except KeyError as error:  # the reference names a path this study does not vary
+        section.blocks.append(html.paragraph(f"The reference block cannot be compared: {error.args[0]}", "note"))
+        return
     keys = sorted({k for s in (reference.get("ranking") or []) + [v["setting"] for v in reference.get("values") or []]
                    for k in s})
     settings = reference.get("ranking") or [v["setting"] for v in reference.get("values") or []]

@@ -188,3 +188,17 @@ def test_report_command_recognises_a_search_by_name(store, tmp_path):
     assert report.run(args) == 0
     page = (tmp_path / "reports" / "masking.html").read_text()
     assert "<h2>Search</h2>" in page and "<h2>Results by factor</h2>" in page
+
+
+def test_a_study_where_everything_failed_still_reports(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_sample_study(uri, "broken", {"model.mim.mask_ratio": [0.25, 0.75]}, seeds=(0,), failed=2, images=False)
+    page = build_report("broken", uri, tmp_path / "broken.html").read_text()
+    assert "<h2>Trials and failures</h2>" in page and page.count("NonFiniteLossError") == 2
+    assert "<h2>Results by factor</h2>" not in page and _figures(page) == 1
+
+
+def test_a_reference_on_another_factor_is_explained(store):
+    spec = dict(store["spec"], reference={"source": "x", "ranking": [{"model.vision.depth": 4}]})
+    page = build_report("masking", store["uri"], store["root"] / "otherref.html", spec=spec).read_text()
+    assert "cannot be compared" in page and "model.vision.depth" in page
