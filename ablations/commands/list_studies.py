@@ -27,15 +27,16 @@ def run(args) -> int:
         trials = tracking.latest_trial_runs(tracker, experiment.experiment_id)
         states = Counter("PRUNED" if r.data.tags.get(tracking.PRUNED) == "true" else r.info.status
                          for r in trials.values())
-        last = max(r.info.start_time for r in studies)
-        rows.append([experiment.name, str(len(trials)), *[str(states.get(s, 0)) for s in
-                     ("FINISHED", "FAILED", "RUNNING", "KILLED", "PRUNED")], str(len(studies)),
-                     _time(last)])
+        latest = max(studies, key=lambda r: r.info.start_time)
+        total = int(latest.data.params.get("trials", len(trials)))  # the study's size as last run
+        rows.append([experiment.name, str(total), *[str(states.get(s, 0)) for s in
+                     ("FINISHED", "FAILED", "RUNNING", "KILLED", "PRUNED")], str(max(0, total - len(trials))),
+                     str(len(studies)), _time(latest.info.start_time)])
     if not rows:
         print(f"no studies yet in {uri}")
         return 0
-    print(render_table(["study", "trials", "finished", "failed", "running", "killed", "pruned", "invocations",
-                        "last run"], rows))
+    print(render_table(["study", "trials", "finished", "failed", "running", "killed", "pruned", "not run",
+                        "invocations", "last run"], rows))
     return 0
 
 
