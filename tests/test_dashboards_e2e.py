@@ -1,15 +1,15 @@
 """The dashboard of a real smoke study: `ablate run` (real training, Ray, MLflow) builds it and
 logs it on the study run; `ablate report STUDY.yaml` rebuilds it; Chromium renders every figure."""
 
-import argparse
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
+
+from ablations.cli import main as ablate
 
 pytestmark = pytest.mark.slow
 
@@ -20,24 +20,6 @@ STUDY = {
     "reference": {"source": "M3AE paper", "metric": "vqa_rad/overall_acc",
                   "ranking": [{"model.mim.mask_ratio": 0.75}, {"model.mim.mask_ratio": 0.5}]},
 }
-
-
-def ablate(argv: list[str]) -> int:
-    """`ablate VERB ...` in-process; while another verb's module is still missing the CLI cannot
-    build its parser, so the verb's own module is driven the way cli.main drives it."""
-    from ablations import cli
-
-    try:
-        cli.build_parser()
-    except ModuleNotFoundError:
-        parser = argparse.ArgumentParser()
-        parser.add_argument("--workdir", type=Path)
-        module = cli._command(cli.VERBS[argv[0]][0])
-        module.add_arguments(parser)
-        args = parser.parse_args(argv[1:])
-        args.workdir = args.workdir.absolute()
-        return int(module.run(args) or 0)
-    return cli.main(argv)
 
 
 def test_smoke_study_dashboard(tmp_path, ray_session, capsys):
