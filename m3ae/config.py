@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
@@ -500,6 +501,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+", value.strip()):
+        value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string; users mean the number
     return path.strip(), value
 
 
