@@ -31,7 +31,8 @@ def run(args) -> int:
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("--max-concurrent must be at least 1")
-    spec = load_spec(args.study, args.profile, args.data_root)
+    data_root = str(Path(args.data_root).expanduser().absolute()) if args.data_root else None  # trials may run elsewhere
+    spec = load_spec(args.study, args.profile, data_root)
     trials = expand(spec)
     if args.dry_run:
         print(trial_table(spec, trials))
