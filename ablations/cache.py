@@ -6,7 +6,8 @@
 
 A trial takes the key's lock, reuses a valid entry or builds it, then releases
 the lock: two trials that need the same key at once train it once, the second
-waits and reuses. An entry whose checkpoint no longer matches its checksum
+waits and reuses. A build runs in `.building-<key>/`; if its process is killed,
+the next build of that key resumes from the checkpoint left there. An entry whose checkpoint no longer matches its checksum
 (a crash mid-copy, a truncated disk) is deleted and rebuilt.
 """
 
@@ -17,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +77,11 @@ class PretrainCache:
         return None
 
     def staging(self, key: str) -> Path:
-        """A fresh folder to pre-train into; `put` moves it into place."""
-        folder = self.root / f".building-{key}-{uuid.uuid4().hex[:8]}"
-        folder.mkdir(parents=True)
+        """The folder to pre-train `key` into (call under `lock(key)`); `put` moves it into
+        place. It is the same folder every time, so a build that was killed resumes from
+        its last checkpoint."""
+        folder = self.root / f".building-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def put(self, key: str, staging: Path, checkpoint: Path, run_id: str, metrics: dict,

@@ -112,7 +112,8 @@ def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, P
                                       result.metrics, result.seconds, result.flops)
                     tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,
                                                        "cost/flops": result.flops})
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)  # gone after `put`; a failed build leaves no litter
+            except Exception:
+                shutil.rmtree(staging, ignore_errors=True)  # a broken build must not be resumed
+                raise  # (a stopped or killed one is: its checkpoint stays in staging)
     run.link_pretrain(entry.run_id, cached)
     return entry
