@@ -228,15 +228,17 @@ def build_pruner(spec: SearchSpec):
 # --------------------------------------------------------------------------- loading
 
 
-def load_search(path: str | Path, profile_name: str | None = None) -> SearchSpec:
-    """Read and fully validate a search file. `profile_name` replaces the search's profile."""
+def load_search(path: str | Path, profile_name: str | None = None, data_root: str | None = None) -> SearchSpec:
+    """Read and fully validate a search file. `profile_name` replaces the search's profile
+    and `data_root` its data root, as for studies."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"search file not found: {path}")
-    return parse_search(path.read_text(), str(path), profile_name)
+    return parse_search(path.read_text(), str(path), profile_name, data_root)
 
 
-def parse_search(text: str, source: str = "<search>", profile_name: str | None = None) -> SearchSpec:
+def parse_search(text: str, source: str = "<search>", profile_name: str | None = None,
+                 data_root: str | None = None) -> SearchSpec:
     data, lines = _load_yaml(text, source)
     problems = _Problems(source, lines)
     if not isinstance(data, dict):
@@ -250,6 +252,8 @@ def parse_search(text: str, source: str = "<search>", profile_name: str | None =
             data[key] = {"name": data[key]}
     if profile_name is not None:
         data["profile"] = profile_name
+    if data_root is not None:
+        data["data"] = {**(data.get("data") or {}), "root": str(data_root)}
     try:
         spec = SearchSpec.model_validate(data)
     except ValidationError as error:

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import yaml
+
 from ablations import tracking
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
@@ -503,10 +505,13 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     stale = tracking.mark_stale_runs(tracker, experiment_id)
     if stale:
         say(f"marked {stale} MLflow run(s) left RUNNING by an earlier, dead invocation as KILLED")
-    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, spec_text, {
+    # spec.yaml: the search as it ran (profile and data root applied); study.yaml: the file as written
+    resolved = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, resolved, {
         "profile": spec.profile, "n_trials": n_trials, "seeds": spec.seeds, "tasks": spec.tasks,
         "objectives": [f"{o.metric} ({o.direction})" for o in spec.objectives], "sampler": spec.sampler.name,
         "pruner": spec.pruner.name, "space": list(spec.space)})
+    tracker.log_text(study_run_id, spec_text, "study.yaml")
     tracker.set_tags(study_run_id, {"ablate.search": "true", OPTUNA_STUDY: spec.name,
                                     "ablate.optuna_storage": redact(storage_url)})
     outcome = SearchOutcome(study_run_id, experiment_id)
@@ -600,8 +605,6 @@ def _trial_table(spec: SearchSpec, trials) -> str:
 
 def best_study_text(spec: SearchSpec, study) -> str | None:
     """The best trial (or the Pareto front, zipped) as a grid study with more seeds, ready for `ablate run`."""
-    import yaml
-
     best = best_trials(study)
     if not best:
         return None

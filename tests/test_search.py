@@ -119,6 +119,12 @@ def test_shipped_searches_are_valid(path, profile):
         assert spec.pruner.name == "none"
 
 
+def test_profile_and_data_root_replace_the_files_own(tmp_path):
+    spec = load_search(SEARCHES[0], "paper", str(tmp_path))
+    assert (spec.profile, spec.data.root) == ("paper", str(tmp_path))
+    assert spec.config(spec.enqueue[0] if spec.enqueue else {}, 0).data.root == str(tmp_path)
+
+
 def test_validate_checks_search_files(capsys):
     assert main(["validate", str(ROOT / "studies" / "search_masking.yaml")]) == 0
     assert "ok - search 'search_masking', 4 dimensions, 12 trials" in capsys.readouterr().out
@@ -210,7 +216,7 @@ def test_a_search_runs_then_resumes_to_the_new_total(ray_session, workdir, capsy
     assert main(["run", str(best_study), "--workdir", str(workdir), "--dry-run"]) == 0
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     artifacts = {a.path for a in client.list_artifacts(study_run.info.run_id)}
-    assert {"dashboard.html", "best_study.yaml", "spec.yaml"} <= artifacts
+    assert {"dashboard.html", "best_study.yaml", "spec.yaml", "study.yaml"} <= artifacts
 
     # the same command with a higher total adds exactly the difference
     assert main(args + ["--n-trials", "8"]) == 0

@@ -25,6 +25,8 @@ def add_arguments(parser) -> None:
                         help="run at most N trials at once (default: as many as the resources allow)")
     parser.add_argument("--address", default=None,
                         help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder with the real datasets (replaces the search's data.root)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
 
@@ -37,7 +39,8 @@ def run(args) -> int:
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
-    spec = load_search(args.search, args.profile)  # before anything is created
+    data_root = None if args.data_root is None else Path(args.data_root).expanduser().absolute()
+    spec = load_search(args.search, args.profile, data_root)  # before anything is created
 
     from ablations import tracking
     from ablations.search_runner import default_storage, redact, run_search
