@@ -17,6 +17,10 @@ Why Optuna's ask/tell driving Ray tasks, and not Ray Tune's `OptunaSearch`:
   running trial; a trial whose driver died goes stale, is marked FAIL by the
   next driver (`fail_stale_trials`) and retried once with the same parameters
   (`RetryHeartbeatStaleTrialCallback`).
+- Nothing runs twice: a proposed parameter set whose resolved configs equal a
+  finished trial's (a repeated categorical or int point) is told that trial's
+  result (it counts towards n_trials; `ablate.duplicate_of` says which); enqueued
+  points (`enqueue:`) use `enqueue_trial(skip_if_exists=True)`.
 - Ray stays what it is best at: placing a trial (a plain remote task asking for
   the search's `resources`) on a free core or node, locally or on a cluster.
 
