@@ -41,7 +41,10 @@ class Recorder(Callback):
 
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")  # data and tokenizer, shared by the tests of this module
+    # data and tokenizer: the same folder `ablate train --workdir <base>/ablate-train` uses (test_train_cli.py)
+    path = tmp_path_factory.getbasetemp() / "ablate-train" / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def smoke(**overrides):
