@@ -21,10 +21,26 @@ from ablations.tracking import Tracker, TrialRun
 from m3ae.train.callbacks import Callback
 
 
-def work_paths(workdir: Path, study_name: str, trial_id: str) -> dict[str, Path]:
+def work_paths(workdir: Path, study_name: str, trial_id: str, cache_root: str | Path | None = None) -> dict[str, Path]:
+    """`cache_root`: the caches' folder when it is shared by a cluster's nodes (`--storage DIR` ->
+    DIR/cache); default <workdir>/cache."""
     workdir = Path(workdir).absolute()
-    return {"data": workdir / "cache" / "data", "pretrain": workdir / "cache" / "pretrain",
+    cache = Path(cache_root).absolute() if cache_root else workdir / "cache"
+    return {"data": cache / "data", "pretrain": cache / "pretrain",
             "trial": workdir / "trials" / study_name / trial_id}
+
+
+def node_tags() -> dict[str, str]:
+    """Where a trial runs: the Ray node id and IP when inside Ray, and the host name."""
+    import socket
+    import sys
+
+    tags = {"ablate.hostname": socket.gethostname()}
+    ray = sys.modules.get("ray")  # only when this process already uses Ray: never start a session here
+    if ray is not None and ray.is_initialized():
+        context = ray.get_runtime_context()
+        tags.update({"ablate.node": context.get_node_id(), "ablate.node_ip": ray.util.get_node_ip_address()})
+    return tags
 
 
 class TuneReporter(Callback):
@@ -69,12 +85,11 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     cfg = trial.config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id)
+    paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))
     tracker = Tracker(ctx["tracking_uri"])
 
     with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run:
-        if tags:
-            tracker.set_tags(run.run_id, tags)
+        tracker.set_tags(run.run_id, {**node_tags(), **(tags or {})})
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
         if cfg.pretrain.enabled:
             entry = pretrained(run, tracker, trial, paths)
