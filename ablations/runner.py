@@ -66,6 +66,17 @@ def connect_ray(address: str | None) -> bool:
     return True
 
 
+def shared_cache_root(storage: str | None) -> str | None:
+    """<storage>/cache when `storage` is a folder (a plain path or file://); None (the work
+    directory's cache) for a remote URI such as s3://, where file locks cannot work."""
+    if not storage:
+        return None
+    if "://" in storage and not storage.startswith("file://"):
+        say(f"note: --storage {storage} is not a folder; each node keeps its own pre-train cache")
+        return None
+    return str(Path(storage.removeprefix("file://")) / "cache")
+
+
 def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels: dict[str, str]):
     from ray import tune
 
@@ -133,7 +144,7 @@ def trial_label(trial: Trial) -> str:
 
 
 def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
-          total: int, skipped: int):
+          total: int, skipped: int, storage: str | None = None):
     """Run `todo` on Tune; returns (errored trial ids, pruned trial ids, interrupted?)."""
     from ray import tune
 
@@ -147,7 +158,7 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
         tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
                                     max_concurrent_trials=max_concurrent,
                                     reuse_actors=True),  # a new trial skips re-importing torch and the model
-        run_config=tune.RunConfig(name=spec.name, storage_path=str(workdir / "ray"), verbose=0,
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage or str(workdir / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0), callbacks=[progress]),
     )
     interrupted = False
@@ -163,7 +174,10 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
 
 
 def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: Path, tracking_uri: str,
-              max_concurrent: int | None = None, address: str | None = None, retry_failed: bool = False) -> Outcome:
+              max_concurrent: int | None = None, address: str | None = None, retry_failed: bool = False,
+              storage: str | None = None) -> Outcome:
+    """`storage`: a path or URI every node of a cluster reaches (Tune's storage_path); when it is a
+    path, the caches live there too (<storage>/cache) so trials on other nodes share pre-trainings."""
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     tracker = tracking.Tracker(tracking_uri)
@@ -189,10 +203,12 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     try:
         if todo:
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
-                   "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name}
+                   "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
+                   "cache_root": shared_cache_root(storage)}
             started = connect_ray(address)
             try:
-                errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped)
+                errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
+                                                     storage)
             finally:
                 if started:
                     import ray

@@ -16,6 +16,9 @@ def add_arguments(parser) -> None:
                         help="run at most N trials at once (default: as many as the resources allow)")
     parser.add_argument("--address", default=None,
                         help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
+    parser.add_argument("--storage", default=None, metavar="PATH_OR_URI",
+                        help="Ray Tune's storage, shared by every node of a cluster (a shared folder, or s3:// ...); "
+                             "a folder also holds the pre-train cache (default: <workdir>/ray)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
@@ -42,8 +45,12 @@ def run(args) -> int:
     from ablations.runner import run_study
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    storage = args.storage
+    if storage and "://" not in storage:
+        storage = str(Path(storage).expanduser().absolute())  # Tune and the trials need an absolute path
     outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
-                        max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed)
+                        max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed,
+                        storage=storage)
     if outcome.interrupted:
         print("interrupted: run the same command again to resume (finished trials are kept)")
         return 130
