@@ -58,9 +58,11 @@ def _is_usage_error(error: BaseException) -> bool:
 
     usage_types: tuple[type, ...] = (UsageError, ConfigError, FileNotFoundError)
     try:
+        from ablations.lock import StudyLocked
+        from ablations.paths import UnsafePath
         from ablations.spec import SpecError
 
-        usage_types += (SpecError,)
+        usage_types += (SpecError, StudyLocked, UnsafePath)  # refused before anything ran
     except ImportError:
         pass
     return isinstance(error, usage_types)

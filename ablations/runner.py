@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
-from ablations import tracking
+from ablations import faults, tracking
+from ablations.lock import study_lock
+from ablations.paths import within
 from ablations.spec import StudySpec
 from ablations.study import Trial, format_value, render_table, short_path
 from ablations.trial import run_trial
@@ -85,6 +89,7 @@ def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels:
 
         def __init__(self):
             self.running, self.done, self.failed, self.pruned = set(), set(), set(), set()
+            self.errors: dict[str, str] = {}  # trial id -> what Tune says went wrong
             self.last: dict[str, dict] = {}
             self.best: tuple[float, str] | None = None
 
@@ -117,7 +122,8 @@ def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels:
             tid = self._id(trial)
             self.running.discard(tid)
             self.failed.add(tid)
-            self._print(f"FAILED {labels[tid]}")
+            self.errors[tid] = tune_error(trial)
+            self._print(f"FAILED {labels[tid]}: {self.errors[tid][:200]}")
 
         def _print(self, event: str) -> None:
             best = f" | best {metric} {self.best[0]:.4f} ({labels[self.best[1]]})" if self.best else ""
@@ -126,6 +132,21 @@ def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels:
                 f"{len(self.failed)} failed{best} | {event}")
 
     return Progress()
+
+
+def tune_error(trial) -> str:
+    """The exception line of a Tune trial's error.txt; a worker that died says so."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else ""
+    except OSError:
+        text = ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = next((line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line)), None)
+    if found is None:
+        return "the trial failed in Ray (see error.txt under the work directory's ray/ folder)"
+    if "ActorDied" in found or "WorkerCrashed" in found or "died unexpectedly" in found:
+        return f"the trial's worker process died (killed or crashed): {found}"
+    return found
 
 
 def _scheduler(spec: StudySpec):
@@ -145,7 +166,7 @@ def trial_label(trial: Trial) -> str:
 
 def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
           total: int, skipped: int, storage: str | None = None):
-    """Run `todo` on Tune; returns (errored trial ids, pruned trial ids, interrupted?)."""
+    """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?)."""
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
@@ -167,7 +188,7 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     except KeyboardInterrupt:
         interrupted = True
     interrupted = interrupted or len(progress.done | progress.failed | progress.pruned) < len(todo)
-    return progress.failed, progress.pruned, interrupted
+    return progress.errors, progress.pruned, interrupted
 
 
 # --------------------------------------------------------------------------- the study
@@ -180,6 +201,13 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     path, the caches live there too (<storage>/cache) so trials on other nodes share pre-trainings."""
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    with study_lock(workdir, spec.name):  # a second `ablate run` of this study fails here (StudyLocked)
+        return _run_study(spec, trials, spec_text, workdir, tracking_uri, max_concurrent, address, retry_failed,
+                          storage)
+
+
+def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Path, tracking_uri: str,
+               max_concurrent: int | None, address: str | None, retry_failed: bool, storage: str | None) -> Outcome:
     tracker = tracking.Tracker(tracking_uri)
     experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
     stale = tracking.mark_stale_runs(tracker, experiment_id)
@@ -197,14 +225,16 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
         "factors": spec.factor_paths})
     tracker.log_text(study_run_id, spec_text, "study.yaml")
     say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
-        f"(profile {spec.profile}, MLflow {tracking_uri})")
+        f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
-    status, errored = "FINISHED", set()
+    status, errored = "FINISHED", {}
     try:
         if todo:
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
                    "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
                    "cache_root": shared_cache_root(storage)}
+            if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
+                ctx["fault"] = os.environ[faults.ENV]
             started = connect_ray(address)
             try:
                 errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
@@ -214,7 +244,7 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
                     import ray
 
                     ray.shutdown()
-            tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned)
+            tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
             if interrupted:
                 status, outcome.interrupted = "KILLED", True
         say("")
@@ -231,9 +261,11 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
 
 
 def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, experiment_id: str,
-            outcome: Outcome, errored: set[str] = frozenset()) -> str:
+            outcome: Outcome, errored: Mapping[str, str] | None = None) -> str:
     """The results table (one row per trial) and the settings ranked by their mean over seeds.
-    `errored`: trials Tune saw fail in this invocation (some fail before their MLflow run opens)."""
+    `errored`: trials Tune saw fail in this invocation, with Tune's error (some fail before their
+    MLflow run opens)."""
+    errored = errored or {}
     runs = tracking.latest_trial_runs(tracker, experiment_id)
     metric, paths = spec.metric.name, spec.factor_paths
     rows, by_setting, errors = [], {}, []
@@ -242,7 +274,7 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
         status = "NOT RUN" if run is None else run.info.status
         if run is None and t.trial_id in errored:
             status = "FAILED"
-            errors.append(f"  {t.trial_id}: failed before its MLflow run opened (see Ray's error.txt under ray/)")
+            errors.append(f"  {t.trial_id}: failed before its MLflow run opened: {errored[t.trial_id]}")
         if run is not None and run.data.tags.get(tracking.PRUNED) == "true":
             status = "PRUNED"
         value = run.data.metrics.get(metric) if run is not None else None
@@ -279,7 +311,7 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
     except ImportError:
         say("(dashboard skipped: dashboards.report is not available)")
         return None
-    out = workdir / "reports" / f"{spec.name}.html"
+    out = within(workdir, "reports", f"{spec.name}.html")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         path = Path(build_report(spec.name, tracker.uri, out))
@@ -295,7 +327,7 @@ def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard: Pa
     if tracking_uri.startswith("sqlite:"):
         lines.append(f"  ablate ui --workdir {workdir}          # browse every run in the MLflow UI")
     else:
-        lines.append(f"  open {tracking_uri}                    # the MLflow server holding the runs")
+        lines.append(f"  open {tracking.redact_uri(tracking_uri)}   # the MLflow server holding the runs")
     if dashboard is not None:
         lines.append(f"  open {dashboard}   # the dashboard (also on the study run as dashboard.html)")
     lines.append(f"  ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")

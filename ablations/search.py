@@ -37,7 +37,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, ValidationError
 
 from ablations.spec import (
-    COST_METRICS, DataSpec, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
+    COST_METRICS, NAME_PATTERN, DataSpec, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
     _schema_errors, _Strict, produced_metrics,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
@@ -95,7 +95,7 @@ class PrunerSpec(_Strict):
 
 
 class SearchSpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
     description: str = ""
     kind: Literal["search"]
     profile: str = "laptop"

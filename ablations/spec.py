@@ -45,6 +45,14 @@ _RESERVED_PATHS = {"seed": "seeds", "finetune.tasks": "tasks", "threads": "resou
 COST_METRICS = ("cost/pretrain_seconds", "cost/finetune_seconds", "cost/flops")
 
 
+# A study or search name names folders and files (trials/<name>/, reports/<name>.html,
+# locks/<name>.lock): a plain name, no separators, not "." or ".." or a hidden file.
+NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+# Bigger YAML node trees are refused before anything walks them (an alias bomb: a few
+# lines of `&a [*b, *b, ...]` expand to billions of nodes).
+MAX_YAML_NODES = 100_000
+
+
 class SpecError(ValueError):
     """A study file is wrong. The message lists each problem as `file:line: key: what`."""
 
@@ -80,8 +88,24 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
                 walk(item, path + (i,))
 
     if node is not None:
+        _check_size(node, source)
         walk(node, ())
     return data, lines
+
+
+def _check_size(root, source: str) -> None:
+    """Count the node tree as a walk would see it (aliases expanded) and stop early."""
+    count, stack = 0, [root]
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise SpecError(f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and "
+                            "aliases included); a study file is a few dozen lines")
+        if isinstance(n, yaml.MappingNode):
+            stack.extend(v for pair in n.value for v in pair)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
 
 
 # --------------------------------------------------------------------------- the schema
@@ -129,7 +153,7 @@ class Reference(_Strict):
 
 
 class StudySpec(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
     description: str = ""
     kind: Literal["study"] = "study"
     profile: str = "laptop"
@@ -142,7 +166,7 @@ class StudySpec(_Strict):
     resources: Resources = Resources()
     scheduler: SchedulerSpec = SchedulerSpec()
     reference: Optional[Reference] = None
-    max_trials: int = Field(64, ge=1)  # guard against a grid that explodes
+    max_trials: int = Field(64, ge=1, le=10_000)  # guard against a grid that explodes
 
     # ---- the grid
 
@@ -181,7 +205,10 @@ class StudySpec(_Strict):
         return fixed
 
     def num_trials(self) -> int:
-        return len(self.combinations()) * len(self.seeds)
+        """Counted, not expanded: a grid of 10^12 combinations is refused, not built."""
+        sizes = [len(values) for values in self.grid.values()]
+        sizes += [len(next(iter(group.values()))) for group in self.zip_groups if group]
+        return math.prod(sizes) * len(self.seeds)
 
 
 # --------------------------------------------------------------------------- loading
@@ -231,7 +258,8 @@ def _schema_errors(error: ValidationError, problems: _Problems, root: type[BaseM
         elif item["type"] == "missing":
             problems.add(loc, "missing: this key is required")
         elif item["type"] == "string_pattern_mismatch":
-            problems.add(loc, f"expected letters, digits, '_', '.' or '-' (it names a folder), got {item['input']!r}")
+            problems.add(loc, f"expected letters, digits, '_', '.' or '-', not starting with '.' (it names a folder), "
+                              f"got {item['input']!r}")
         else:
             problems.add(loc, f"{item['msg'].lower()}, got {item['input']!r}")
 

@@ -23,7 +23,8 @@ import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from m3ae.train.callbacks import Callback
 
@@ -47,6 +48,65 @@ def resolve_tracking_uri(workdir: Path, uri: str | None = None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(workdir)
 
 
+# A tracking server that goes away: every write is retried with backoff for at most this
+# many seconds (ABLATE_TRACKING_RETRY_SECONDS), then the trial fails with TrackingUnavailable.
+DEFAULT_RETRY_SECONDS = 300.0
+# MLflow's own HTTP client retries 7 times with backoff up to minutes and waits 120 s per
+# request; ours does the waiting, so each MLflow call gives up quickly (the user's env wins).
+MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "sig")
+
+
+def redact_uri(uri: str | None) -> str:
+    """A URI safe to print or log: the password in `user:password@` and secret-looking query
+    values (password=, token=, ...) become `***`. The one place every tracking URI and
+    storage URL goes through before it reaches a console, a log or an MLflow tag.
+
+        redact_uri("postgresql://u:secret@db/optuna") == "postgresql://u:***@db/optuna"
+    """
+    if not uri:
+        return "" if uri is None else uri
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "***"  # unparsable: print nothing of it rather than a secret
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, has_password, _ = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if has_password else netloc
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs],
+                          safe="*/:")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class TrackingUnavailable(RuntimeError):
+    """The tracking server did not answer within the retry bound."""
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure that a server coming back would fix: no connection, a timeout, a 5xx."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, (ConnectionError, TimeoutError, requests.exceptions.ConnectionError,
+                          requests.exceptions.Timeout)):
+        return True
+    if isinstance(error, MlflowException):
+        text = str(error)
+        return ("failed with exception" in text or "failed with timeout" in text or "Max retries exceeded" in text
+                or error.error_code in ("TEMPORARILY_UNAVAILABLE", "INTERNAL_ERROR", "REQUEST_LIMIT_EXCEEDED"))
+    return False
+
+
 def tag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
@@ -54,11 +114,41 @@ def tag_value(value: Any) -> str:
 class Tracker:
     """A thin layer over `MlflowClient`: batching, chunking, honest statuses."""
 
-    def __init__(self, tracking_uri: str):
+    def __init__(self, tracking_uri: str, retry_seconds: float | None = None):
         from mlflow import MlflowClient
 
         self.uri = tracking_uri
+        self.remote = _is_remote(tracking_uri)
+        if self.remote:
+            for name, value in MLFLOW_HTTP_SETTINGS.items():
+                os.environ.setdefault(name, value)
+        if retry_seconds is None:
+            retry_seconds = float(os.environ.get("ABLATE_TRACKING_RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
+        self.retry_seconds = retry_seconds
         self.client = MlflowClient(tracking_uri)
+
+    def call(self, what: str, fn: Callable, *args, retry_seconds: float | None = None, **kwargs):
+        """`fn(*args, **kwargs)`, retried with backoff (1, 2, 4 .. 15 s) while the tracking server
+        is unreachable, for at most `retry_seconds` (default: the tracker's bound; 0 = one try).
+        Raises TrackingUnavailable naming the server and the call after that."""
+        bound = self.retry_seconds if retry_seconds is None else retry_seconds
+        start, delay, attempts = time.monotonic(), 1.0, 0
+        while True:
+            attempts += 1
+            try:
+                return fn(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - sorted into transient or not just below
+                if not _transient(error):
+                    raise
+                waited = time.monotonic() - start
+                if waited + delay > bound:
+                    raise TrackingUnavailable(
+                        f"MLflow tracking server {redact_uri(self.uri)} unreachable for {waited:.0f} s "
+                        f"({attempts} attempts) while trying to {what}; gave up after the "
+                        f"{bound:.0f} s bound (ABLATE_TRACKING_RETRY_SECONDS). Last error: "
+                        f"{redact_uri(str(error))[:300]}") from error
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
     # ---- experiments and runs
 
@@ -66,12 +156,12 @@ class Tracker:
         """The experiment's id, created when missing (two processes may race to create it)."""
         from mlflow.exceptions import MlflowException
 
-        found = self.client.get_experiment_by_name(name)
+        found = self.call("look up experiment", self.client.get_experiment_by_name, name)
         if found is not None:
             return found.experiment_id
         location = (Path(artifact_root) / name).as_uri() if artifact_root and self.uri.startswith("sqlite") else None
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.call("create experiment", self.client.create_experiment, name, artifact_location=location)
         except MlflowException:  # created by someone else in the meantime
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -82,10 +172,10 @@ class Tracker:
         tags = {k: tag_value(v) for k, v in tags.items()}
         if parent:
             tags[PARENT_TAG] = parent
-        return self.client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+        return self.call("create run", self.client.create_run, experiment_id, tags=tags, run_name=name).info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(run_id, status=status)
+        self.call(f"end run {run_id}", self.client.set_terminated, run_id, status=status)
 
     # ---- batched writes
 
@@ -94,14 +184,14 @@ class Tracker:
 
         items = [Param(k, tag_value(v)[:_MAX_VALUE]) for k, v in params.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=items[i:i + _PARAMS_PER_BATCH])
+            self.call("log params", self.client.log_batch, run_id, params=items[i:i + _PARAMS_PER_BATCH])
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         items = [RunTag(k, tag_value(v)[:_MAX_VALUE]) for k, v in tags.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, tags=items[i:i + _PARAMS_PER_BATCH])
+            self.call("set tags", self.client.log_batch, run_id, tags=items[i:i + _PARAMS_PER_BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -109,23 +199,24 @@ class Tracker:
         now = int(time.time() * 1000)
         self.write_metrics(run_id, [Metric(k, float(v), now, step) for k, v in metrics.items()])
 
-    def write_metrics(self, run_id: str, metrics: list) -> None:
+    def write_metrics(self, run_id: str, metrics: list, retry_seconds: float | None = None) -> None:
         for i in range(0, len(metrics), _METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i:i + _METRICS_PER_BATCH])
+            self.call("log metrics", self.client.log_batch, run_id, metrics=metrics[i:i + _METRICS_PER_BATCH],
+                      retry_seconds=retry_seconds)
 
     def log_text(self, run_id: str, text: str, name: str) -> None:
-        self.client.log_text(run_id, text, name)
+        self.call(f"log {name}", self.client.log_text, run_id, text, name)
 
     def log_file(self, run_id: str, path: Path, folder: str | None = None, name: str | None = None) -> None:
         """Log a file as an artifact, optionally under another file name."""
         path = Path(path)
         if name is None or name == path.name:
-            self.client.log_artifact(run_id, str(path), folder)
+            self.call(f"log {path.name}", self.client.log_artifact, run_id, str(path), folder)
             return
         with tempfile.TemporaryDirectory() as tmp:
             renamed = Path(tmp) / name
             renamed.write_bytes(path.read_bytes())
-            self.client.log_artifact(run_id, str(renamed), folder)
+            self.call(f"log {name}", self.client.log_artifact, run_id, str(renamed), folder)
 
     # ---- queries
 
@@ -133,7 +224,8 @@ class Tracker:
         """All runs matching a filter (pages through the results)."""
         found, token = [], None
         while True:
-            page = self.client.search_runs([experiment_id], filter_string, max_results=1000, page_token=token)
+            page = self.call("search runs", self.client.search_runs, [experiment_id], filter_string,
+                             max_results=1000, page_token=token)
             found.extend(page)
             token = page.token
             if not token:
@@ -205,17 +297,22 @@ def mark_stale_runs(tracker: Tracker, experiment_id: str) -> int:
 
 
 def close_unfinished_children(tracker: Tracker, experiment_id: str, study_run_id: str,
-                              pruned: Iterable[str] = ()) -> int:
+                              pruned: Iterable[str] = (), errors: Mapping[str, str] | None = None) -> int:
     """After Tune returns: tag `ablate.pruned` the trial runs of the trials the scheduler
-    stopped early (ids in `pruned`), and mark KILLED every run of this invocation still
-    RUNNING (stopped or interrupted trials). Returns how many were still running."""
-    pruned, closed = set(pruned), 0
+    stopped early (ids in `pruned`); mark FAILED, with Tune's error as `ablate.error`, the
+    runs still RUNNING of trials Tune saw error (`errors`: trial id -> message; a worker
+    that died could not record its own failure); mark KILLED every other run of this
+    invocation still RUNNING (stopped or interrupted trials). Returns how many were running."""
+    pruned, errors, closed = set(pruned), dict(errors or {}), 0
     for run in tracker.runs(experiment_id, f"tags.`{STUDY_RUN_ID}` = '{study_run_id}'"):
         tags = run.data.tags
         if tags.get(KIND) == "trial" and tags.get(TRIAL_ID) in pruned and run.info.status != "FINISHED":
             tracker.set_tags(run.info.run_id, {PRUNED: "true"})
         if run.info.status == "RUNNING":
-            tracker.end_run(run.info.run_id, "KILLED")
+            error = errors.get(tags.get(TRIAL_ID, ""))
+            if error is not None:
+                tracker.set_tags(run.info.run_id, {ERROR: error[:_MAX_VALUE]})
+            tracker.end_run(run.info.run_id, "FAILED" if error is not None else "KILLED")
             closed += 1
     return closed
 
@@ -237,6 +334,7 @@ class MetricBuffer(Callback):
         self.every, self.seconds = every, seconds
         self.pending: list = []
         self.last_flush = time.monotonic()
+        self.down_since: float | None = None  # when a write first failed (the server went away)
         self.last_step = 0
         self.seen: set[str] = set()  # metric names logged so far
 
@@ -249,10 +347,22 @@ class MetricBuffer(Callback):
         if len(self.pending) >= self.every or time.monotonic() - self.last_flush > self.seconds:
             self.flush()
 
-    def flush(self) -> None:
+    def flush(self, final: bool = False) -> None:
+        """Write the pending points. Mid-stage, a write the server does not answer keeps the
+        points and training goes on (the next flush tries again); at the stage's end (`final`)
+        it waits with backoff. Either way, once the server has been away longer than the
+        tracker's bound, raises TrackingUnavailable: a trial never hangs on a dead server."""
+        now = time.monotonic()
         if self.pending:
-            self.tracker.write_metrics(self.run_id, self.pending)
-            self.pending = []
+            away = 0.0 if self.down_since is None else now - self.down_since
+            retry = max(0.0, self.tracker.retry_seconds - away) if final else 0.0
+            try:
+                self.tracker.write_metrics(self.run_id, self.pending, retry_seconds=retry)
+                self.pending, self.down_since = [], None
+            except TrackingUnavailable:
+                self.down_since = self.down_since or now
+                if final or time.monotonic() - self.down_since > self.tracker.retry_seconds:
+                    raise
         self.last_flush = time.monotonic()
 
     def on_step(self, stage, step, metrics):
@@ -272,7 +382,7 @@ class MetricBuffer(Callback):
         for name, value in metrics.items():
             if f"{stage}/{name}" not in self.seen:  # pretrain's final numbers repeat its last eval
                 self._add(f"{stage}/{name}", value, self.last_step)
-        self.flush()
+        self.flush(final=True)
 
 
 class Pruned(Exception):
@@ -331,15 +441,16 @@ class TrialRun:
         try:
             yield run_id, buffer
         except Pruned:
-            buffer.flush()
+            buffer.flush(final=True)
             self.tracker.set_tags(run_id, {PRUNED: "true"})
             self.tracker.end_run(run_id, "KILLED")
             raise
         except BaseException as error:
-            buffer.flush()
+            if not isinstance(error, TrackingUnavailable):
+                buffer.flush(final=True)
             record_failure(self.tracker, run_id, error, _status_of(error))
             raise
-        buffer.flush()
+        buffer.flush(final=True)
         self.tracker.end_run(run_id, "FINISHED")
 
     def link_pretrain(self, pretrain_run_id: str, cached: bool) -> None:
@@ -357,7 +468,11 @@ def _status_of(error: BaseException) -> str:
 
 def record_failure(tracker: Tracker, run_id: str, error: BaseException, status: str = "FAILED") -> None:
     """End a run that raised: FAILED with the error message as a tag and the traceback
-    as error.txt; KILLED (stopped from outside) with neither."""
+    as error.txt; KILLED (stopped from outside) with neither. When the error is the tracking
+    server itself being gone, nothing is written: the driver records it once Tune reports
+    the trial errored (`close_unfinished_children`)."""
+    if isinstance(error, TrackingUnavailable):
+        return
     try:
         if status == "FAILED":
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from ablations import faults
 from ablations.cache import PretrainCache
+from ablations.paths import within
 from ablations.study import Trial
 from ablations.tracking import Tracker, TrialRun
 from m3ae.train.callbacks import Callback
@@ -27,7 +29,7 @@ def work_paths(workdir: Path, study_name: str, trial_id: str, cache_root: str | 
     workdir = Path(workdir).absolute()
     cache = Path(cache_root).absolute() if cache_root else workdir / "cache"
     return {"data": cache / "data", "pretrain": cache / "pretrain",
-            "trial": workdir / "trials" / study_name / trial_id}
+            "trial": within(workdir, "trials", study_name, trial_id)}  # names never lead outside
 
 
 def node_tags() -> dict[str, str]:
@@ -77,7 +79,8 @@ def run_trial(params: dict) -> None:
 def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None) -> TrialResult:
     """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
     `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
-    `tags` go on the trial run (a search's `ablate.optuna_trial`)."""
+    `tags` go on the trial run (a search's `ablate.optuna_trial`). `ctx["fault"]`: test-only
+    fault injection (`ablations.faults`), absent in real runs."""
     import torch
 
     from m3ae.train import finetune
@@ -87,12 +90,14 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
         torch.set_num_threads(cfg.threads)
     paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))
     tracker = Tracker(ctx["tracking_uri"])
+    injected = faults.injectors(ctx.get("fault"), trial.trial_id)
+    callbacks = [*callbacks, *injected]
 
     with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run:
         tracker.set_tags(run.run_id, {**node_tags(), **(tags or {})})
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
         if cfg.pretrain.enabled:
-            entry = pretrained(run, tracker, trial, paths)
+            entry = pretrained(run, tracker, trial, paths, injected)
             checkpoint, pretrain_cost = entry.checkpoint, {"seconds": entry.seconds, "flops": entry.flops}
 
         finals: dict[str, float] = {}
@@ -110,8 +115,9 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     return TrialResult(run.run_id, finals)
 
 
-def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path]):
-    """The pre-train cache entry for this trial's key, built under the key's lock if missing."""
+def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path], extra=()):
+    """The pre-train cache entry for this trial's key, built under the key's lock if missing.
+    `extra`: more pre-training callbacks (test-only fault injectors)."""
     from m3ae.train import pretrain
 
     cache = PretrainCache(paths["pretrain"])
@@ -122,7 +128,7 @@ def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, P
             staging = cache.staging(trial.pretrain_key)
             try:
                 with run.stage("pretrain", "pretrain") as (stage_run_id, buffer):
-                    result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer])
+                    result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer, *extra])
                     entry = cache.put(trial.pretrain_key, staging, result.checkpoint, stage_run_id,
                                       result.metrics, result.seconds, result.flops)
                     tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,

@@ -2,6 +2,8 @@
 
 Re-running the same command skips trials that finished (by trial id) and
 resumes the rest; `--dry-run` prints the trial table and creates nothing.
+One `ablate run` per study and work directory at a time: a second one exits 2 at once
+(study lock <workdir>/locks/<study>.lock, naming the process that holds it).
 """
 
 from __future__ import annotations
