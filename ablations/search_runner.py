@@ -629,7 +629,8 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     if study_spec.num_trials() > study_spec.max_trials:  # a wide front: raise the study's guard to fit it
         study_spec = study_spec.model_copy(update={"max_trials": study_spec.num_trials()})
     data = study_spec.model_dump(exclude_defaults=True)
-    data = {"name": data.pop("name"), "kind": "study", **data}
+    data.pop("profile", None)  # always written: the best setting is only best at its profile
+    data = {"name": data.pop("name"), "kind": "study", "profile": spec.profile, **data}
     results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {v:.4f}" for m, v in zip(spec.metric_names, t.values)))
                for t in best]
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"
