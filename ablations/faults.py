@@ -8,6 +8,8 @@ that stage at the first step >= STEP, in the trial with that id (every trial wit
     raise  RuntimeError                       (a bug in the code)
     oom    torch.OutOfMemoryError             (a GPU running out of memory mid-step)
     kill   SIGKILL of the trial's own process (the worker dies: OOM killer, a lost node)
+    stall  a 3 s sleep in every step from STEP on (keeps a trial busy while a test breaks
+           something around it, e.g. stops the tracking server)
 
 The driver reads the variable and hands it to its trials (Ray workers do not see the
 driver's environment); unset, nothing here runs. Non-finite losses need no hook: a huge
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass
 
 from m3ae.train.callbacks import Callback
 
 ENV = "ABLATE_FAULT"
-KINDS = ("raise", "oom", "kill")
+KINDS = ("raise", "oom", "kill", "stall")
+STALL_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +61,11 @@ class FaultInjector(Callback):
         self.faults = [f for f in faults if f.trial_id in (None, trial_id)]
 
     def on_step(self, stage, step, metrics):
-        for fault in self.faults:
+        for fault in list(self.faults):
             if fault.stage == stage and step >= fault.step:
+                if fault.kind == "stall":
+                    time.sleep(STALL_SECONDS)
+                    continue
                 self.faults.remove(fault)
                 _fire(fault, step)
 

@@ -24,7 +24,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from m3ae.train.callbacks import Callback
 
@@ -54,7 +54,9 @@ DEFAULT_RETRY_SECONDS = 300.0
 # MLflow's own HTTP client retries 7 times with backoff up to minutes and waits 120 s per
 # request; ours does the waiting, so each MLflow call gives up quickly (the user's env wins).
 MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+                        "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+                        # set_terminated would print "View run at <server URL>", credentials included
+                        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 _SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "sig")
 
 
@@ -71,17 +73,19 @@ def redact_uri(uri: str | None) -> str:
         parts = urlsplit(uri)
     except ValueError:
         return "***"  # unparsable: print nothing of it rather than a secret
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
+    redacted = uri
+    if "@" in parts.netloc:
+        userinfo, _, host = parts.netloc.rpartition("@")
         user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if has_password else netloc
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs],
-                          safe="*/:")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        if has_password:  # edit the text in place: urlunsplit would turn sqlite:////a into sqlite://a
+            redacted = redacted.replace(parts.netloc, f"{user}:***@{host}", 1)
+    if parts.query:
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        if any(any(s in k.lower() for s in _SECRET_QUERY_KEYS) for k, _ in pairs):
+            query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs],
+                              safe="*/:")
+            redacted = redacted.replace("?" + parts.query, "?" + query, 1)
+    return redacted
 
 
 class TrackingUnavailable(RuntimeError):

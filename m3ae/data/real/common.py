@@ -27,6 +27,18 @@ def data_root(cfg, dataset: str) -> Path:
     return folder
 
 
+def read_text(path: Path) -> str:
+    """A dataset file as UTF-8 text; other encodings (latin-1 exports, Windows-1252) are a
+    DataFormatError naming the file, the line and the byte, not a bare UnicodeDecodeError."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+                              f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
 def require_file(path: Path, layout: str) -> Path:
     if not path.is_file():
         raise DataFormatError(f"missing file {path} (expected layout: {layout})")

@@ -8,9 +8,10 @@ splits. Missing images are skipped with a counted warning.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, require_file
+from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, read_text, require_file
 
 COLUMNS = ("figure_file", "caption", "i_meth", "p_meth", "i_meth_label", "p_meth_label")
 LABEL = "p_meth_label"
@@ -22,7 +23,7 @@ def read_melinda(folder: Path) -> dict[str, tuple[list[Path], list[str], list[st
     out = {}
     for split in SPLITS:
         path = require_file(folder / FILES[split], f"melinda/{{train,dev,test}}.csv with columns {list(COLUMNS)}")
-        with open(path, newline="", encoding="utf-8") as handle:
+        with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
             if missing:

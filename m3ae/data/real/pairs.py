@@ -21,7 +21,7 @@ import random
 import re
 from pathlib import Path
 
-from m3ae.data.real.common import DataFormatError, keep_existing_images, require_file, warn_skipped
+from m3ae.data.real.common import DataFormatError, keep_existing_images, read_text, require_file, warn_skipped
 
 MIN_WORDS = 3
 RETRIEVAL_HELD = 2000
@@ -37,7 +37,7 @@ def read_roco(folder: Path, split: str) -> tuple[list[Path], list[str]]:
     directory = {"train": "train", "val": "val", "test": "test"}[split]
     path = require_file(folder / directory / "radiology" / "captions.txt",
                         "roco/{train,val,test}/radiology/captions.txt with lines image_id<TAB>caption")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     rows, malformed, short = [], [], 0
     for lineno, line in enumerate(lines, start=1):
         fields = line.strip().split("\t")
@@ -63,7 +63,7 @@ def read_medicat(folder: Path, split: str) -> tuple[list[Path], list[str]]:
     """(image path per pair, text per pair) of one MedICaT split."""
     path = require_file(folder / MEDICAT_FILE, f"medicat/{MEDICAT_FILE} (JSON lines)")
     samples = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from m3ae.data.answers import normalize_answer
-from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, require_file
+from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, read_text, require_file
 
 ANSWER_TYPES = {"closed": 0, "open": 1}
 
@@ -52,7 +52,7 @@ def read_medvqa_2019(folder: Path) -> dict[str, VQARows]:
             path = require_file(folder / split / "QA" / f"{category}.csv",
                                 "medvqa_2019/{train,val,test}/QA/{Modality,Organ,Plane}.csv, "
                                 "lines image_id|question|answer")
-            for lineno, line in enumerate(path.read_text(encoding="utf-8").strip().splitlines(), start=1):
+            for lineno, line in enumerate(read_text(path).strip().splitlines(), start=1):
                 fields = line.split("|")
                 if len(fields) != 3:
                     raise DataFormatError(f"{path}:{lineno}: expected image_id|question|answer, got {line!r}")
@@ -68,7 +68,7 @@ def _read_json(name: str, split: str, path: Path, image_dir: Path, image_key: st
     require_file(path, f"{name} question file (a JSON list of objects with qid, {image_key}, question, "
                        "answer, answer_type)")
     try:
-        samples = json.loads(path.read_text(encoding="utf-8"))
+        samples = json.loads(read_text(path))
     except json.JSONDecodeError as error:
         raise DataFormatError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
     if not isinstance(samples, list):
