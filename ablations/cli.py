@@ -84,10 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the CLI turns every error into an exit code
         if args.debug:
             raise
+        from ablations.redact import redact_text  # an error may quote a URI with its password
+
         if _is_usage_error(error):
-            print(f"ablate {args.verb}: {error}", file=sys.stderr)
+            print(f"ablate {args.verb}: {redact_text(error)}", file=sys.stderr)
             return 2
-        print(f"ablate {args.verb}: failed: {type(error).__name__}: {error}", file=sys.stderr)
+        print(f"ablate {args.verb}: failed: {type(error).__name__}: {redact_text(error)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         return 1
 

@@ -135,18 +135,30 @@ def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels:
 
 
 def tune_error(trial) -> str:
-    """The exception line of a Tune trial's error.txt; a worker that died says so."""
+    """What went wrong in a Tune trial, in one line: the trial's own exception (a RayTaskError
+    wraps it as `cause`), else the last exception line of its error.txt; a worker that died
+    says so."""
+    found = None
     try:
-        text = Path(trial.error_file).read_text() if trial.error_file else ""
-    except OSError:
-        text = ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    found = next((line for line in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b", line)), None)
+        error = trial.get_pickled_error()
+    except Exception:  # noqa: BLE001 - an exception class that does not unpickle here
+        error = None
+    if error is not None:
+        cause = getattr(error, "cause", None) or error
+        first = (str(cause).strip().splitlines() or [""])[0]
+        found = f"{type(cause).__name__}: {first}"
+    else:
+        try:
+            text = Path(trial.error_file).read_text() if trial.error_file else ""
+        except OSError:
+            text = ""
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        found = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception|Exit)\b", ln)), None)
     if found is None:
         return "the trial failed in Ray (see error.txt under the work directory's ray/ folder)"
     if "ActorDied" in found or "WorkerCrashed" in found or "died unexpectedly" in found:
-        return f"the trial's worker process died (killed or crashed): {found}"
-    return found
+        found = f"the trial's worker process died (killed or crashed): {found}"
+    return tracking.redact_text(found)
 
 
 def _scheduler(spec: StudySpec):

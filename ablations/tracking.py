@@ -24,8 +24,8 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from ablations.redact import redact_text, redact_uri  # noqa: F401 - redact_uri is part of this module's API
 from m3ae.train.callbacks import Callback
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -57,35 +57,6 @@ MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQ
                         "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
                         # set_terminated would print "View run at <server URL>", credentials included
                         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_SECRET_QUERY_KEYS = ("password", "passwd", "pwd", "secret", "token", "key", "credential", "sig")
-
-
-def redact_uri(uri: str | None) -> str:
-    """A URI safe to print or log: the password in `user:password@` and secret-looking query
-    values (password=, token=, ...) become `***`. The one place every tracking URI and
-    storage URL goes through before it reaches a console, a log or an MLflow tag.
-
-        redact_uri("postgresql://u:secret@db/optuna") == "postgresql://u:***@db/optuna"
-    """
-    if not uri:
-        return "" if uri is None else uri
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return "***"  # unparsable: print nothing of it rather than a secret
-    redacted = uri
-    if "@" in parts.netloc:
-        userinfo, _, host = parts.netloc.rpartition("@")
-        user, has_password, _ = userinfo.partition(":")
-        if has_password:  # edit the text in place: urlunsplit would turn sqlite:////a into sqlite://a
-            redacted = redacted.replace(parts.netloc, f"{user}:***@{host}", 1)
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        if any(any(s in k.lower() for s in _SECRET_QUERY_KEYS) for k, _ in pairs):
-            query = urlencode([(k, "***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in pairs],
-                              safe="*/:")
-            redacted = redacted.replace("?" + parts.query, "?" + query, 1)
-    return redacted
 
 
 class TrackingUnavailable(RuntimeError):
@@ -150,7 +121,7 @@ class Tracker:
                         f"MLflow tracking server {redact_uri(self.uri)} unreachable for {waited:.0f} s "
                         f"({attempts} attempts) while trying to {what}; gave up after the "
                         f"{bound:.0f} s bound (ABLATE_TRACKING_RETRY_SECONDS). Last error: "
-                        f"{redact_uri(str(error))[:300]}") from error
+                        f"{redact_text(str(error))[:300]}") from error
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
@@ -315,7 +286,7 @@ def close_unfinished_children(tracker: Tracker, experiment_id: str, study_run_id
         if run.info.status == "RUNNING":
             error = errors.get(tags.get(TRIAL_ID, ""))
             if error is not None:
-                tracker.set_tags(run.info.run_id, {ERROR: error[:_MAX_VALUE]})
+                tracker.set_tags(run.info.run_id, {ERROR: redact_text(error)[:_MAX_VALUE]})
             tracker.end_run(run.info.run_id, "FAILED" if error is not None else "KILLED")
             closed += 1
     return closed
@@ -479,8 +450,8 @@ def record_failure(tracker: Tracker, run_id: str, error: BaseException, status: 
         return
     try:
         if status == "FAILED":
-            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            tracker.set_tags(run_id, {ERROR: f"{type(error).__name__}: {error}"[:_MAX_VALUE]})
+            text = redact_text("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+            tracker.set_tags(run_id, {ERROR: redact_text(f"{type(error).__name__}: {error}")[:_MAX_VALUE]})
             tracker.log_text(run_id, text, "error.txt")
     finally:
         tracker.end_run(run_id, status)

@@ -1,6 +1,6 @@
 """The platform end to end with the real training at the smoke profile, a real Ray
-session and a real MLflow sqlite store: the run layout contract, re-runs, resume
-after a killed driver, failures, the shared pre-train cache, `ablate ui`."""
+session and a real MLflow sqlite store: the run layout contract, re-runs, failures,
+the shared pre-train cache, `ablate ui`. (Resume after a killed driver: test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -131,45 +131,6 @@ def test_a_failing_trial_fails_alone_and_pretraining_is_shared(tmp_path, ray_ses
     # A failure is deterministic: a plain re-run skips it, --retry-failed runs it again.
     assert main(["run", str(study), "--workdir", str(workdir)]) == 1
     assert "4 already done, 0 to run" in capsys.readouterr().out
-
-
-def _finished_trials(workdir: Path, name: str) -> int:
-    try:
-        _, _, runs = store(workdir, name)
-    except Exception:  # noqa: BLE001 - the store may not exist yet
-        return 0
-    return sum(r.info.status == "FINISHED" for r in runs.get("trial", []))
-
-
-def test_a_killed_study_resumes_without_rerunning_finished_trials(tmp_path, ray_session, capsys):
-    study = write_study(tmp_path, "resume", {"model.mim.mask_ratio": [0.5, 0.75]}, seeds=[0])
-    workdir = tmp_path / "runs"
-    command = [*ABLATE, "run", str(study), "--workdir", str(workdir), "--max-concurrent", "1",
-               "--address", ray_session]
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 240
-        while _finished_trials(workdir, "resume") < 1:
-            assert driver.poll() is None, "the study ended before it could be killed"
-            assert time.time() < deadline, "no trial finished in time"
-            time.sleep(1)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)  # the driver and anything it started
-        driver.wait()
-
-    _, _, before = store(workdir, "resume")
-    done_before = {r.data.tags[tracking.TRIAL_ID] for r in before["trial"] if r.info.status == "FINISHED"}
-    assert len(done_before) == 1
-    assert main(["run", str(study), "--workdir", str(workdir)]) == 0
-    out = capsys.readouterr().out
-    assert f"{len(done_before)} already done" in out and "as KILLED" in out
-
-    _, _, after = store(workdir, "resume")
-    assert not [r for kind in after.values() for r in kind if r.info.status == "RUNNING"]
-    finished = [r.data.tags[tracking.TRIAL_ID] for r in after["trial"] if r.info.status == "FINISHED"]
-    assert sorted(finished) == sorted(set(finished)) and len(finished) == 2  # each trial finished exactly once
-    assert {r.info.status for r in after["study"]} == {"KILLED", "FINISHED"}
 
 
 def _free_port() -> int:

@@ -18,6 +18,9 @@ class NonFiniteLossError(FloatingPointError):
         super().__init__(f"{stage}: non-finite loss at step {step} ({parts}); "
                          f"lower the learning rate or check the data")
 
+    def __reduce__(self):  # Ray pickles a trial's exception to the driver: rebuild it from its fields
+        return type(self), (self.stage, self.step, self.losses)
+
 
 def seed_everything(seed: int, threads: int = 0) -> None:
     """Seed torch / Python / NumPy so that a CPU run repeats exactly; threads > 0 pins torch's thread count."""
