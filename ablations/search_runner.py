@@ -81,12 +81,9 @@ def open_storage(url: str, heartbeat_seconds: int | None = HEARTBEAT_SECONDS):
 
 def redact(url: str) -> str:
     """A storage URL without its password (it goes into logs and MLflow tags)."""
-    from sqlalchemy.engine import make_url
+    from ablations.redact import redact_uri
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL; nothing to hide
-        return url
+    return redact_uri(url)
 
 
 def open_study(spec: SearchSpec, storage, storage_url: str):
@@ -524,7 +521,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     say(f"search {spec.name}: {done_before} of {n_trials} trials already in the study"
         + (f" ({running} of them running elsewhere)" if running else "")
         + f", {max(0, n_trials - done_before)} to go (profile {spec.profile}, sampler {spec.sampler.name}, "
-        f"pruner {spec.pruner.name}; Optuna {redact(storage_url)}; MLflow {tracking_uri})")
+        f"pruner {spec.pruner.name}; Optuna {redact(storage_url)}; MLflow {redact(tracking_uri)})")
     ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
            "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric}
     status = "FINISHED"

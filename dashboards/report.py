@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from ablations.redact import redact_uri
 from dashboards import figures, html, load, summaries
 from dashboards.load import StudyData
 
@@ -49,7 +50,7 @@ def _subtitle(data: StudyData) -> str:
     states = ", ".join(f"{n} {s.lower()}" for s, n in zip(counts["state"], counts["trials"])) or "no trials yet"
     metric = f"headline {data.headline} ({data.mode})" if data.headline else "no metrics yet"
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{len(data.trials)} trials: {states} · {metric} · {data.tracking_uri} · built {now}"
+    return f"{len(data.trials)} trials: {states} · {metric} · {redact_uri(data.tracking_uri)} · built {now}"
 
 
 def add_study_sections(page: html.Page, data: StudyData) -> None:
@@ -290,7 +291,7 @@ def build_search_report(study_name: str, tracking_uri: str, storage_url: str, ou
         data = load.load_study(study_name, tracking_uri)
     except load.StudyNotFound:
         data = None
-    page = html.Page(f"Search {study_name}", f"Optuna study {study.study_name} in {storage_url}"
+    page = html.Page(f"Search {study_name}", f"Optuna study {study.study_name} in {redact_uri(storage_url)}"
                      + (f" · {_subtitle(data)}" if data else " · no MLflow runs found"))
     _search_sections(page, study, data)
     if data is not None:
@@ -350,6 +351,6 @@ def _run_link(data: StudyData | None, run_id: str | None) -> object:
     if not run_id:
         return None
     if data is not None and data.tracking_uri.startswith(("http://", "https://")):
-        url = f"{data.tracking_uri.rstrip('/')}/#/experiments/{data.experiment_id}/runs/{run_id}"
+        url = f"{redact_uri(data.tracking_uri).rstrip('/')}/#/experiments/{data.experiment_id}/runs/{run_id}"
         return html.Html(f'<a href="{url}">{run_id}</a>')
     return run_id

@@ -33,7 +33,7 @@ def run(args) -> int:
                      ("FINISHED", "FAILED", "RUNNING", "KILLED", "PRUNED")], str(max(0, total - len(trials))),
                      str(len(studies)), _time(latest.info.start_time)])
     if not rows:
-        print(f"no studies yet in {uri}")
+        print(f"no studies yet in {tracking.redact_uri(uri)}")
         return 0
     print(render_table(["study", "trials", "finished", "failed", "running", "killed", "pruned", "not run",
                         "invocations", "last run"], rows))
