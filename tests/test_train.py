@@ -96,6 +96,8 @@ def test_resume_continues_exactly(tmp_path, cache_dir):
     pretrain(cfg, tmp_path / "paused", cache_dir, [second])
     assert [e[2] for e in second.events if e[0] == "step"] == [5, 6]
     assert first.losses() + second.losses() == straight.losses()
+    with pytest.raises(CheckpointMismatchError, match=r"pretrain\.lr: checkpoint 0\.001, config 0\.002"):
+        pretrain(apply_overrides(cfg, {"pretrain.lr": 2e-3}), tmp_path / "paused", cache_dir)
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "paused" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -21,7 +21,8 @@ import torch
 
 from m3ae.config import ConfigError
 from m3ae.train.callbacks import CallbackList
-from m3ae.train.checkpoint import load_checkpoint, load_model_weights, save_checkpoint, set_rng_state
+from m3ae.train.checkpoint import (CheckpointMismatchError, config_differences, load_checkpoint,
+                                  load_model_weights, save_checkpoint, set_rng_state)
 from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
 from m3ae.train.flops import count_flops
 from m3ae.train.optim import build_optimizer, clip_gradients
@@ -103,6 +104,7 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
     step, resumed = 0, None
     if ckpt_path.exists():
         resumed = load_checkpoint(ckpt_path)
+        _check_same_run(resumed, cfg, ckpt_path)
         load_model_weights(model, resumed, cfg, source=str(ckpt_path))
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
@@ -143,6 +145,16 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
         callbacks.on_end(STAGE, metrics)
     return PretrainResult(checkpoint=ckpt_path, metrics=metrics, seconds=seconds,
                           flops=float(flops_per_step) * pcfg.steps)
+
+
+def _check_same_run(state: dict, cfg, path: Path) -> None:
+    """Resuming is only exact for the same pre-training settings: refuse anything else."""
+    affects = ("model.", "data.", "pretrain.", "seed")
+    diffs = [d for d in config_differences(state["config"], cfg, prefix="")
+             if d.startswith(affects) and not d.startswith("data.num_workers")]
+    if diffs:
+        raise CheckpointMismatchError(f"{path} belongs to another pre-training run ({'; '.join(diffs)}); "
+                                      f"use a fresh output folder")
 
 
 def _train_step(model, optimizer, scheduler, batch, pcfg, step: int):
