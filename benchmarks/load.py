@@ -46,6 +46,7 @@ STUDY = """\
 name: {name}
 profile: smoke
 seeds: {seeds}
+max_trials: {max_trials}
 data: {{pretrain: synth_pairs}}
 tasks: [synth_vqa]
 metric: {{name: synth_vqa/overall_acc, mode: max}}
@@ -102,7 +103,7 @@ def laptop_seconds(how: str, workdir: Path) -> tuple[float, str]:
     from ablations.spec import parse_spec
     from ablations.study import expand
 
-    spec = parse_spec(STUDY.format(name="laptop_probe", seeds=[0]).replace("profile: smoke", "profile: laptop"))
+    spec = parse_spec(STUDY.format(name="laptop_probe", seeds=[0], max_trials=1).replace("profile: smoke", "profile: laptop"))
     torch.set_num_threads(1)
     if how == "measure":
         (trial,) = expand(spec)
@@ -132,7 +133,7 @@ def main() -> int:
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="ablate-load-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     name = f"load_{args.trials}"
-    text = STUDY.format(name=name, seeds=list(range(args.trials)))
+    text = STUDY.format(name=name, seeds=list(range(args.trials)), max_trials=max(args.trials, 1))
     spec = parse_spec(text)
     trials = expand(spec)
     data_cache = workdir / "cache" / "data"
