@@ -103,7 +103,8 @@ def laptop_seconds(how: str, workdir: Path) -> tuple[float, str]:
     from ablations.spec import parse_spec
     from ablations.study import expand
 
-    spec = parse_spec(STUDY.format(name="laptop_probe", seeds=[0], max_trials=1).replace("profile: smoke", "profile: laptop"))
+    text = STUDY.format(name="laptop_probe", seeds=[0], max_trials=1)
+    spec = parse_spec(text.replace("profile: smoke", "profile: laptop"))
     torch.set_num_threads(1)
     if how == "measure":
         (trial,) = expand(spec)
@@ -180,7 +181,8 @@ def main() -> int:
         f"  bare time per trial         {bare_mean:8.2f} s   (pretrain + finetune called directly, "
         f"{len(bare)} sampled, {args.concurrent} at a time)",
         f"  platform overhead per trial {overhead:8.2f} s   ({overhead / bare_mean:+.0%} of the smoke trial)",
-        f"    the study's fixed costs, shared (Ray start, summary, dashboard) {fixed * args.concurrent / len(trials):6.2f} s"
+        f"    the study's fixed costs, shared (Ray start, summary, dashboard) "
+        f"{fixed * args.concurrent / len(trials):6.2f} s"
         f"   ({fixed:.0f} s in all)",
         f"    around each trial (Ray, steady slot time - run duration)        {steady - run_mean:6.2f} s",
         f"    in the trial (MLflow + cache, run duration - training seconds) {run_mean - train_mean:6.2f} s",

@@ -46,7 +46,8 @@ def server_command(args) -> tuple[list[str], str, str]:
     if store.startswith("sqlite:///"):
         db = Path(store.removeprefix("sqlite:///"))
         if not db.is_absolute():  # the server's cwd is not the workers' cwd
-            raise UsageError(f"--backend-store-uri: the sqlite path must be absolute (sqlite:////abs/path.db), got {store}")
+            raise UsageError(f"--backend-store-uri: the sqlite path must be absolute "
+                             f"(sqlite:////abs/path.db), got {store}")
         db.parent.mkdir(parents=True, exist_ok=True)
     artifacts = args.artifacts_destination or str(home / "artifacts")
     if "://" not in artifacts:
@@ -67,7 +68,8 @@ def run(args) -> int:
     command, store, artifacts = server_command(args)
     # no GenAI job runner: a dozen extra processes a tracking server does not need
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(command, env=env, start_new_session=True)  # its own group: stopping it stops uvicorn's workers
+    # its own process group: stopping it stops uvicorn's workers too
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stop(server)))
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     print(f"MLflow server on http://{args.host}:{args.port}  (runs: {redact(store)}; artifacts: {artifacts})\n"
