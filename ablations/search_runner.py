@@ -477,19 +477,20 @@ def _slots(spec: SearchSpec, max_concurrent: int | None) -> int:
 
 def run_search(spec: SearchSpec, spec_text: str, *, workdir: Path, storage_url: str, tracking_uri: str,
                n_trials: int | None = None, max_concurrent: int | None = None, address: str | None = None,
-               heartbeat_seconds: int | None = HEARTBEAT_SECONDS) -> SearchOutcome:
-    """Run (or resume) the search until the study holds `n_trials` (default: the spec's) trials."""
+               heartbeat_seconds: int | None = HEARTBEAT_SECONDS, cache_root: str | None = None) -> SearchOutcome:
+    """Run (or resume) the search until the study holds `n_trials` (default: the spec's) trials.
+    `cache_root`: a folder every node of a cluster reaches, for the pre-train and data caches."""
     from optuna.exceptions import ExperimentalWarning
 
     with warnings.catch_warnings():  # heartbeat, retry and metric names are "experimental" since Optuna 2.9-3.2
         warnings.simplefilter("ignore", ExperimentalWarning)
         return _run_search(spec, spec_text, workdir, storage_url, tracking_uri, n_trials, max_concurrent, address,
-                           heartbeat_seconds)
+                           heartbeat_seconds, cache_root)
 
 
 def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: str, tracking_uri: str,
                 n_trials: int | None, max_concurrent: int | None, address: str | None,
-                heartbeat_seconds: int | None) -> SearchOutcome:
+                heartbeat_seconds: int | None, cache_root: str | None = None) -> SearchOutcome:
     from ablations.runner import connect_ray
 
     workdir = Path(workdir).absolute()
@@ -523,7 +524,8 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
         + f", {max(0, n_trials - done_before)} to go (profile {spec.profile}, sampler {spec.sampler.name}, "
         f"pruner {spec.pruner.name}; Optuna {redact(storage_url)}; MLflow {redact(tracking_uri)})")
     ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
-           "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric}
+           "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric,
+           "cache_root": cache_root}
     status = "FINISHED"
     started = False
     try:

@@ -98,9 +98,9 @@ def postgres_url():
 def test_a_search_keeps_its_optuna_study_in_postgresql(tmp_path, postgres_url, ray_session, capsys):
     path = tmp_path / "pg_lr.yaml"
     path.write_text(SEARCH)
-    workdir = tmp_path / "runs"
+    workdir, shared = tmp_path / "runs", tmp_path / "shared"
     assert main(["search", str(path), "--workdir", str(workdir), "--storage", postgres_url,
-                 "--max-concurrent", "2"]) == 0
+                 "--max-concurrent", "2", "--shared-dir", str(shared)]) == 0
     out = capsys.readouterr().out
     assert "postgresql+psycopg2://postgres:***@127.0.0.1" in out and PASSWORD not in out
 
@@ -109,6 +109,9 @@ def test_a_search_keeps_its_optuna_study_in_postgresql(tmp_path, postgres_url, r
     assert all(1e-4 <= t.params["finetune.lr"] <= 3e-3 for t in study.trials)
     assert study.best_value is not None
     assert not (workdir / "optuna.db").exists()  # nothing went to the default sqlite storage
+    # --shared-dir holds the caches a cluster's nodes share (one pre-training: fine-tune settings only)
+    assert len([p for p in (shared / "cache" / "pretrain").iterdir() if p.is_dir()]) == 1
+    assert not (workdir / "cache").exists()
 
     # the same command continues the study in PostgreSQL up to a higher total
     assert main(["search", str(path), "--workdir", str(workdir), "--storage", postgres_url,

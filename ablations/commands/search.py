@@ -27,6 +27,9 @@ def add_arguments(parser) -> None:
                         help="an existing Ray cluster (default: $RAY_ADDRESS, else a local Ray on this machine)")
     parser.add_argument("--data-root", default=None, metavar="DIR",
                         help="folder with the real datasets (replaces the search's data.root)")
+    parser.add_argument("--shared-dir", default=None, metavar="DIR",
+                        help="a folder every node of a Ray cluster reaches: holds the pre-train and data caches "
+                             "(DIR/cache; default <workdir>/cache)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in the work directory)")
 
@@ -49,5 +52,7 @@ def run(args) -> int:
     print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
     outcome = run_search(spec, args.search.read_text(), workdir=args.workdir, storage_url=storage,
                          tracking_uri=tracking.resolve_tracking_uri(args.workdir, args.tracking_uri),
-                         n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address)
+                         n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address,
+                         cache_root=str(Path(args.shared_dir).expanduser().absolute() / "cache")
+                         if args.shared_dir else None)
     return 0 if outcome.states.get("COMPLETE", 0) else 1
