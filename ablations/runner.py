@@ -138,11 +138,14 @@ def tune_error(trial) -> str:
     """What went wrong in a Tune trial, in one line: the trial's own exception (a RayTaskError
     wraps it as `cause`), else the last exception line of its error.txt; a worker that died
     says so."""
-    found = None
-    try:
-        error = trial.get_pickled_error()
-    except Exception:  # noqa: BLE001 - an exception class that does not unpickle here
-        error = None
+    found, error = None, None
+    for read in (lambda: _unpickle(trial.pickled_error_file), trial.get_pickled_error):  # local file, then storage
+        try:
+            error = read()
+        except Exception:  # noqa: BLE001 - not written yet, or a class that does not unpickle here
+            continue
+        if error is not None:
+            break
     if error is not None:
         cause = getattr(error, "cause", None) or error
         first = (str(cause).strip().splitlines() or [""])[0]
@@ -152,13 +155,24 @@ def tune_error(trial) -> str:
             text = Path(trial.error_file).read_text() if trial.error_file else ""
         except OSError:
             text = ""
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Failure #")]
         found = next((ln for ln in reversed(lines) if re.match(r"^[\w.]+(Error|Exception|Exit)\b", ln)), None)
+        if found is None and "died unexpectedly" in text:  # a RayActorError's text has no class name
+            found = next(ln for ln in lines if "died unexpectedly" in ln)
     if found is None:
         return "the trial failed in Ray (see error.txt under the work directory's ray/ folder)"
     if "ActorDied" in found or "WorkerCrashed" in found or "died unexpectedly" in found:
         found = f"the trial's worker process died (killed or crashed): {found}"
     return tracking.redact_text(found)
+
+
+def _unpickle(path: str | None):
+    if not path:
+        return None
+    import cloudpickle
+
+    with open(path, "rb") as handle:
+        return cloudpickle.load(handle)
 
 
 def _scheduler(spec: StudySpec):

@@ -253,6 +253,7 @@ def test_a_tracking_server_outage_mid_trial_loses_no_metrics_and_leaks_no_passwo
     for run in runs:  # no password in anything printed or stored
         assert "s3cr3t" not in str(run.data.params) and "s3cr3t" not in str(run.data.tags), run.info.run_name
     assert "s3cr3t" not in printed.out + printed.err
+    assert "s3cr3t" not in (tmp_path / "runs" / "reports" / "outage.html").read_text()  # the dashboard either
 
 
 def test_a_server_that_stays_away_fails_the_write_with_a_clear_error_in_bounded_time():

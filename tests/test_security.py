@@ -26,7 +26,8 @@ SOURCES = [p for folder in ("ablations", "m3ae", "dashboards", "scripts", "bench
     ("http://user:secret@127.0.0.1:5000", "http://user:***@127.0.0.1:5000"),
     ("https://user:secret@mlflow.example.org/path", "https://user:***@mlflow.example.org/path"),
     ("postgresql://u:secret@host/db", "postgresql://u:***@host/db"),
-    ("postgresql+psycopg2://u:secret@host:5432/optuna?sslmode=require", "postgresql+psycopg2://u:***@host:5432/optuna?sslmode=require"),
+    ("postgresql+psycopg2://u:secret@host:5432/optuna?sslmode=require",
+     "postgresql+psycopg2://u:***@host:5432/optuna?sslmode=require"),
     ("mysql://u:p%40secret@h/db", "mysql://u:***@h/db"),
     ("http://127.0.0.1:5000/?token=secret&x=1", "http://127.0.0.1:5000/?token=***&x=1"),
     ("sqlite:////abs/mlflow.db", "sqlite:////abs/mlflow.db"),  # nothing to hide: unchanged

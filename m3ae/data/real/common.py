@@ -35,8 +35,8 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
-        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
-                              f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
+                              f"{error.start}); re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def require_file(path: Path, layout: str) -> Path:
