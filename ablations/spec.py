@@ -80,6 +80,9 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
         if isinstance(n, yaml.MappingNode):
             for key_node, value_node in n.value:
                 child = path + (key_node.value,)
+                if child in lines:  # YAML would silently keep the last one
+                    raise SpecError(f"{source}:{key_node.start_mark.line + 1}: {_loc_text(child)}: duplicate key "
+                                    f"(first on line {lines[child]}); keep one")
                 lines[child] = key_node.start_mark.line + 1
                 walk(value_node, child)
         elif isinstance(n, yaml.SequenceNode):
