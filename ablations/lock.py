@@ -33,11 +33,12 @@ def study_lock(workdir: Path, study_name: str):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            pid = handle.read().strip()
+            holder, stop = (f"process {pid}", f"kill {pid}") if pid.isdigit() else ("another process", "Ctrl-C")
             raise StudyLocked(
-                f"study {study_name} is already running in process {holder} on this work directory "
-                f"({workdir}); wait for it to finish, or stop it (Ctrl-C / kill {holder.split()[0]}) and run "
-                f"the same command again: finished trials are kept") from None
+                f"study {study_name} is already running in {holder} on this work directory ({workdir}); "
+                f"wait for it to finish, or stop it ({stop}) and run the same command again: finished "
+                f"trials are kept") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
