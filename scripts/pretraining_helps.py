@@ -52,8 +52,10 @@ class _Log(Callback):
 
 
 def run_trial(profile_name: str, overrides: list[str], variant: str, seed: int, task: str, threads: int,
-              workdir: str) -> dict:
-    """Pre-train (unless scratch) and fine-tune one (variant, seed); cached in result.json."""
+              workdir: str, reuse: str | None = None) -> dict:
+    """Pre-train (unless scratch) and fine-tune one (variant, seed); cached in result.json.
+    `reuse`: another run's workdir whose finished pre-training of this (variant, seed) is
+    taken as is (pretrain() refuses it if its pre-training settings differ)."""
     from m3ae.config import to_yaml
     from m3ae.train import finetune, pretrain
 
@@ -67,7 +69,10 @@ def run_trial(profile_name: str, overrides: list[str], variant: str, seed: int, 
     cache = Path(workdir) / "cache"
     checkpoint, pre_seconds, pre_metrics = None, 0.0, {}
     if cfg.pretrain.enabled:
-        pre = pretrain(cfg, trial_dir / "pretrain", cache, [_Log(trial_dir.name)])
+        pre_dir = trial_dir / "pretrain"
+        if reuse and (Path(reuse) / trial_dir.name / "pretrain" / "checkpoint.pt").is_file():
+            pre_dir = Path(reuse) / trial_dir.name / "pretrain"
+        pre = pretrain(cfg, pre_dir, cache, [_Log(trial_dir.name)])
         checkpoint, pre_seconds, pre_metrics = pre.checkpoint, pre.seconds, pre.metrics
     fine = finetune(cfg, task, checkpoint, trial_dir / task, cache, [_Log(trial_dir.name)])
     result = {"variant": variant, "seed": seed, "task": task, "test": fine.metrics, "val": fine.val_metrics,
@@ -112,6 +117,8 @@ def main(argv=None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--jobs", type=int, default=2, help="trials run side by side (one torch thread each)")
     parser.add_argument("--workdir", type=Path, default=Path("ablate-runs/pretraining_helps"))
+    parser.add_argument("--reuse-pretrain", type=Path, default=None, metavar="WORKDIR",
+                        help="take finished pre-trainings from an earlier run's workdir (only fine-tuning differs)")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default <workdir>/results.md)")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -122,7 +129,8 @@ def main(argv=None) -> int:
     jobs = [(v, s) for s in seeds for v in ("full", "mlm_itm", "scratch")]
     start, results = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = {pool.submit(run_trial, args.profile, args.overrides, v, s, args.task, threads, str(workdir)): (v, s)
+        futures = {pool.submit(run_trial, args.profile, args.overrides, v, s, args.task, threads, str(workdir),
+                               str(args.reuse_pretrain.absolute()) if args.reuse_pretrain else None): (v, s)
                    for v, s in jobs}
         for future in as_completed(futures):
             result = future.result()
