@@ -66,7 +66,8 @@ def connect_ray(address: str | None) -> bool:
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+        # "local": a new Ray of our own, even when a `ray start` cluster on this machine is the latest one
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
     return True
 
 

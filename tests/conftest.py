@@ -34,7 +34,7 @@ def ray_session():
     if ray.is_initialized():
         yield ray.get_runtime_context().gcs_address
         return
-    context = ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING",
                        runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}})
     yield context.address_info["address"]
     ray.shutdown()

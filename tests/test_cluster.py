@@ -1,8 +1,9 @@
 """`ablate run --address` on a real multi-node Ray cluster (three raylets on this machine).
 
 The cluster lives in its own process (`ray.cluster_utils.Cluster`), so it cannot collide
-with the test session's local Ray (conftest's `ray_session`); `ablate run` joins it from
-a second process. Each trial run carries the Ray node id it ran on (`ablate.node`), and
+with the test session's local Ray (conftest's `ray_session`), and in its own RAY_TMPDIR:
+a head node records its address in <tmp>/ray/ray_current_cluster, and a plain `ray.init()`
+anywhere on the machine would otherwise join it. `ablate run` joins it from a second process. Each trial run carries the Ray node id it ran on (`ablate.node`), and
 the shared `--storage` folder holds Tune's experiment and the pre-train cache.
 """
 
@@ -10,9 +11,11 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +51,10 @@ stop()
 
 @pytest.fixture
 def ray_cluster():
-    """The address of a 3-node Ray cluster started in a child process (stopped after the test)."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    """(address, environment to join it with) of a 3-node Ray cluster started in a child
+    process with its own temp dir (short: Ray's socket paths must fit in 107 bytes)."""
+    ray_tmp = tempfile.mkdtemp(prefix="rc-", dir="/tmp")
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_TMPDIR": ray_tmp}
     proc = subprocess.Popen([sys.executable, "-c", CLUSTER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     address, lines, deadline = None, [], time.monotonic() + 60
@@ -61,7 +66,7 @@ def ray_cluster():
                 address = line.split()[1]
     try:
         assert address, f"the Ray cluster did not start:\n{''.join(lines)}"
-        yield address
+        yield address, {**env, "RAY_ADDRESS": address}
     finally:
         proc.stdin.close()  # the script shuts the cluster down (its raylets and GCS) and exits
         try:
@@ -69,6 +74,7 @@ def ray_cluster():
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # only this test's process group
             proc.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_trials_spread_over_the_nodes_of_a_real_cluster(tmp_path, ray_cluster):
@@ -78,8 +84,8 @@ def test_trials_spread_over_the_nodes_of_a_real_cluster(tmp_path, ray_cluster):
         "data": {"pretrain": "synth_pairs"}, "tasks": ["synth_vqa"],
         "metric": {"name": "synth_vqa/overall_acc", "mode": "max"}, "resources": {"cpu": 1}}))
     workdir, shared = tmp_path / "runs", tmp_path / "shared"
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
-    done = subprocess.run([*ABLATE, "run", str(study), "--workdir", str(workdir), "--address", ray_cluster,
+    address, env = ray_cluster
+    done = subprocess.run([*ABLATE, "run", str(study), "--workdir", str(workdir), "--address", address,
                            "--storage", str(shared)], env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Results of spread (4/4 finished)" in done.stdout
