@@ -19,7 +19,10 @@ every trial goes through the pre-train cache (lock, checksum, seal) once.
              end) included. Overhead = slot time - bare time, split with MLflow's
              timestamps into the fixed costs (wall - first trial start to last trial end),
              Ray around each trial, and MLflow + cache inside it (run duration - the
-             training seconds the trainer measured).
+             training seconds the trainer measured). The bare sample is small and noisy
+             on a shared machine, so an upper bound that needs no bare run is printed
+             too: slot time - the training seconds measured inside the platform (it also
+             counts model building and data loading, which the bare run does as well).
 
 The overhead is printed against a laptop-profile trial's time: by default the
 `ablate estimate` probe (FLOP-counted step times x steps; it leaves out evaluation
@@ -167,6 +170,9 @@ def main() -> int:
     steady = span * args.concurrent / len(trials)  # the slot time without the fixed costs
     run_mean, train_mean = statistics.fmean(durations), statistics.fmean(training)
     overhead = slot - bare_mean
+    # the same without the bare sample (noisy on a shared machine): everything in the slot that is
+    # not the trainer's own measured loop; it also counts model building and data loading
+    upper = slot - train_mean
     laptop, how = laptop_seconds(args.laptop, workdir)
     db, artifacts = workdir / "mlflow.db", workdir / "artifacts"
     store = folder_bytes(artifacts) + (db.stat().st_size if db.exists() else 0)
@@ -191,8 +197,9 @@ def main() -> int:
         f"  MLflow store                {store / 1e6:8.1f} MB   (mlflow.db {db.stat().st_size / 1e6:.1f} MB + "
         f"artifacts {folder_bytes(artifacts) / 1e6:.1f} MB; {store / len(trials) / 1e3:.0f} kB per trial)",
         f"  laptop-profile trial        {laptop:8.1f} s   ({how})",
-        f"  overhead / laptop trial     {overhead / laptop:8.2%}   (goal <= 3%: "
-        f"{'met' if overhead / laptop <= 0.03 else 'NOT met'})",
+        f"  overhead / laptop trial     {overhead / laptop:8.2%}   (slot - bare)",
+        f"    upper bound               {upper / laptop:8.2%}   (slot - training seconds = {upper:.2f} s; "
+        f"goal <= 3%: {'met' if max(upper, overhead) / laptop <= 0.03 else 'NOT met'})",
     ]))
     return 0
 
