@@ -8,6 +8,7 @@ One `ablate run` per study and work directory at a time: a second one exits 2 at
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -50,6 +51,9 @@ def run(args) -> int:
     storage = args.storage
     if storage and "://" not in storage:
         storage = str(Path(storage).expanduser().absolute())  # Tune and the trials need an absolute path
+    if (args.address or os.environ.get("RAY_ADDRESS")) and uri.startswith("sqlite"):
+        print("note: on a multi-machine cluster, workers cannot share a sqlite MLflow store: start "
+              "`ablate server` and pass --tracking-uri http://HOST:PORT (see README, Running on a cluster)")
     outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
                         max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed,
                         storage=storage)
