@@ -56,13 +56,16 @@ def test_a_sigkilled_driver_resumes_and_a_second_driver_is_refused(tmp_path, ray
     workdir = tmp_path / "runs"
     uri = tracking.default_tracking_uri(workdir)
     lock = workdir / "locks" / "resume.lock"
-    driver = subprocess.Popen([*ABLATE, "run", str(study), "--workdir", str(workdir), "--max-concurrent", "1",
-                               "--address", ray_session],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "driver.log"  # the killed driver's output, shown when an assertion fails
+    with log.open("w") as sink:
+        driver = subprocess.Popen([*ABLATE, "run", str(study), "--workdir", str(workdir), "--max-concurrent", "1",
+                                   "--address", ray_session],
+                                  stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
         while not (lock.exists() and lock.read_text().strip()):
-            assert driver.poll() is None and time.time() < deadline, "the driver never took the study lock"
+            assert driver.poll() is None and time.time() < deadline, \
+                f"the driver never took the study lock:\n{log.read_text()[-4000:]}"
             time.sleep(0.5)
         # A second `ablate run` of the same study while the first runs: refused, nothing started.
         assert main(["run", str(study), "--workdir", str(workdir)]) == 2
@@ -70,7 +73,7 @@ def test_a_sigkilled_driver_resumes_and_a_second_driver_is_refused(tmp_path, ray
         assert f"study resume is already running in process {driver.pid}" in err and "wait for it" in err
 
         while sum(r.info.status == "FINISHED" for r in by_kind(trial_runs(uri, "resume"), "trial")) < 1:
-            assert driver.poll() is None, "the study ended before it could be killed"
+            assert driver.poll() is None, f"the study ended before it could be killed:\n{log.read_text()[-4000:]}"
             assert time.time() < deadline, "no trial finished in time"
             time.sleep(1)
     finally:
