@@ -61,18 +61,21 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()) if Path(path).exists() else 0
 
 
-def bare_trial(cfg, out: Path, data_cache: Path) -> float:
-    """Seconds of pre-train + fine-tune of every task, called directly (no Ray, MLflow or cache)."""
+def bare_trial(cfg, out: Path, data_cache: Path) -> tuple[float, float]:
+    """(seconds in all, seconds the trainer measured) of pre-train + fine-tune of every task,
+    called directly (no Ray, MLflow or cache)."""
     from m3ae.train import finetune, pretrain
 
-    start = time.perf_counter()
-    checkpoint = pretrain(cfg, out / "pretrain", data_cache).checkpoint if cfg.pretrain.enabled else None
+    start, training, checkpoint = time.perf_counter(), 0.0, None
+    if cfg.pretrain.enabled:
+        result = pretrain(cfg, out / "pretrain", data_cache)
+        checkpoint, training = result.checkpoint, result.seconds
     for task in cfg.finetune.tasks:
-        finetune(cfg, task, checkpoint, out / task, data_cache)
-    return time.perf_counter() - start
+        training += finetune(cfg, task, checkpoint, out / task, data_cache).seconds
+    return time.perf_counter() - start, training
 
 
-def bare_worker(config: dict, out: str, data_cache: str) -> float:
+def bare_worker(config: dict, out: str, data_cache: str) -> tuple[float, float]:
     """`bare_trial` in a worker process (one torch thread)."""
     import torch
 
@@ -82,8 +85,8 @@ def bare_worker(config: dict, out: str, data_cache: str) -> float:
     return bare_trial(from_dict(config), Path(out), Path(data_cache))
 
 
-def bare_concurrent(trials, concurrent: int, folder: Path, data_cache: Path) -> list[float]:
-    """Seconds of each of `trials` run bare, `concurrent` at a time; each worker warms up
+def bare_concurrent(trials, concurrent: int, folder: Path, data_cache: Path) -> list[tuple[float, float]]:
+    """`bare_trial`'s seconds for each of `trials`, `concurrent` at a time; each worker warms up
     (imports, data cache) on an untimed trial first."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -111,7 +114,7 @@ def laptop_seconds(how: str, workdir: Path) -> tuple[float, str]:
     torch.set_num_threads(1)
     if how == "measure":
         (trial,) = expand(spec)
-        seconds = bare_trial(trial.config, workdir / "laptop", workdir / "cache" / "data")
+        seconds, _ = bare_trial(trial.config, workdir / "laptop", workdir / "cache" / "data")
         return seconds, "one laptop trial run bare (1 thread)"
     est = estimate_study(spec, progress=lambda _: None)
     return est.seconds, "`ablate estimate` probe (1 thread; no evaluation or data loading)"
@@ -143,19 +146,27 @@ def main() -> int:
     data_cache = workdir / "cache" / "data"
     print(f"load test: {len(trials)} smoke trials, {args.concurrent} at a time, work directory {workdir}", flush=True)
 
-    # ---- bare: warm the data cache (synthmed, tokenizer) untimed, then time a sample
-    bare_dir = Path(tempfile.mkdtemp(prefix="bare-", dir=workdir))
+    # ---- bare: warm the data cache (synthmed, tokenizer) untimed, then time a sample,
+    # before and after the platform (the machine's load drifts; the mean of both is used)
     sample = random.Random(0).sample(trials, min(args.bare_sample, len(trials)))
-    bare = bare_concurrent(sample, args.concurrent, bare_dir, data_cache)
-    bare_mean = statistics.fmean(bare)
-    print(f"bare: {len(bare)} trials, {args.concurrent} at a time, {bare_mean:.2f} s each "
-          f"(median {statistics.median(bare):.2f} s)", flush=True)
+
+    def time_bare(when: str) -> list[tuple[float, float]]:
+        times = bare_concurrent(sample, args.concurrent, Path(tempfile.mkdtemp(prefix="bare-", dir=workdir)),
+                                data_cache)
+        print(f"bare ({when}): {len(times)} trials, {args.concurrent} at a time, "
+              f"{statistics.fmean(t for t, _ in times):.2f} s each, of which the trainer measured "
+              f"{statistics.fmean(t for _, t in times):.2f} s", flush=True)
+        return times
+
+    bare = time_bare("before")
 
     # ---- the platform
     uri = tracking.default_tracking_uri(workdir)
     start = time.perf_counter()
     outcome = run_study(spec, trials, text, workdir=workdir, tracking_uri=uri, max_concurrent=args.concurrent)
     wall = time.perf_counter() - start
+    bare += time_bare("after")
+    bare_mean, bare_train = statistics.fmean(t for t, _ in bare), statistics.fmean(t for _, t in bare)
     if outcome.finished != len(trials):
         print(f"only {outcome.finished}/{len(trials)} trials finished: numbers below are not comparable")
 
@@ -185,7 +196,7 @@ def main() -> int:
         f"  throughput                  {len(trials) / wall * 60:8.1f} trials/min",
         f"  slot time per trial         {slot:8.2f} s   (wall x {args.concurrent} / {len(trials)})",
         f"  bare time per trial         {bare_mean:8.2f} s   (pretrain + finetune called directly, "
-        f"{len(bare)} sampled, {args.concurrent} at a time)",
+        f"{len(sample)} sampled, run before and after, {args.concurrent} at a time)",
         f"  platform overhead per trial {overhead:8.2f} s   ({overhead / bare_mean:+.0%} of the smoke trial)",
         f"    the study's fixed costs, shared (Ray start, summary, dashboard) "
         f"{fixed * args.concurrent / len(trials):6.2f} s"
@@ -193,7 +204,7 @@ def main() -> int:
         f"    around each trial (Ray, steady slot time - run duration)        {steady - run_mean:6.2f} s",
         f"    in the trial (MLflow + cache, run duration - training seconds) {run_mean - train_mean:6.2f} s",
         f"    training seconds the trainer measured inside the platform       {train_mean:6.2f} s "
-        f"(bare: {bare_mean:.2f} s incl. model build)",
+        f"(bare: {bare_train:.2f} s of {bare_mean:.2f} s)",
         f"  MLflow store                {store / 1e6:8.1f} MB   (mlflow.db {db.stat().st_size / 1e6:.1f} MB + "
         f"artifacts {folder_bytes(artifacts) / 1e6:.1f} MB; {store / len(trials) / 1e3:.0f} kB per trial)",
         f"  laptop-profile trial        {laptop:8.1f} s   ({how})",
