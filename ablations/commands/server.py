@@ -62,8 +62,8 @@ def server_command(args) -> tuple[list[str], str, str]:
 
 
 def run(args) -> int:
-    from ablations.search_runner import redact
     from ablations.commands.ui import _stop
+    from ablations.redact import redact_uri
 
     command, store, artifacts = server_command(args)
     # no GenAI job runner: a dozen extra processes a tracking server does not need
@@ -72,7 +72,7 @@ def run(args) -> int:
     server = subprocess.Popen(command, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stop(server)))
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"MLflow server on http://{args.host}:{args.port}  (runs: {redact(store)}; artifacts: {artifacts})\n"
+    print(f"MLflow server on http://{args.host}:{args.port}  (runs: {redact_uri(store)}; artifacts: {artifacts})\n"
           f"  ablate run STUDY.yaml --tracking-uri http://{host}:{args.port}"
           + ("   # from another machine: this machine's address" if host != args.host else "")
           + "\n(Ctrl-C to stop)", flush=True)
