@@ -16,6 +16,7 @@ buffered and written with `log_batch`.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import tempfile
@@ -86,6 +87,18 @@ def tag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _open_sqlite_store(db: Path, client) -> None:
+    """Create (or migrate) a sqlite store under a file lock. MLflow's first open of a
+    new database runs alembic migrations, and two processes doing it at once (the
+    driver and a worker, or `ablate ui`) fail with 'Online migration expected to match
+    one row'. A missing folder is left alone: the caller reports it, nothing is created."""
+    if not db.parent.is_dir():
+        return
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        client.search_experiments(max_results=1)  # opens the store: tables created or upgraded
+
+
 class Tracker:
     """A thin layer over `MlflowClient`: batching, chunking, honest statuses."""
 
@@ -101,6 +114,8 @@ class Tracker:
             retry_seconds = float(os.environ.get("ABLATE_TRACKING_RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
         self.retry_seconds = retry_seconds
         self.client = MlflowClient(tracking_uri)
+        if tracking_uri.startswith("sqlite:///"):
+            _open_sqlite_store(Path(tracking_uri[len("sqlite:///"):]), self.client)
 
     def call(self, what: str, fn: Callable, *args, retry_seconds: float | None = None, **kwargs):
         """`fn(*args, **kwargs)`, retried with backoff (1, 2, 4 .. 15 s) while the tracking server
