@@ -199,10 +199,14 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
     labels = {t.trial_id: trial_label(t) for t in todo}
     progress = _progress_callback(total, skipped, spec.metric.name, spec.metric.mode, labels)
-    trainable = tune.with_resources(run_trial, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    # The study context (tracking URI, work directory) goes through Ray's object store, not the
+    # param space: Tune writes the param space to params.json in its storage, and a tracking URI
+    # may carry a password.
+    trainable = tune.with_resources(tune.with_parameters(run_trial, study=ctx),
+                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.to_payload() for t in todo]), "study": ctx},
+        param_space={"trial": tune.grid_search([t.to_payload() for t in todo])},
         tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
                                     max_concurrent_trials=max_concurrent,
                                     reuse_actors=True),  # a new trial skips re-importing torch and the model

@@ -66,9 +66,9 @@ class TrialResult:
     metrics: dict[str, float]  # the final numbers logged on it: <task>/<metric> and cost/*
 
 
-def run_trial(params: dict) -> None:
-    """The Tune trainable."""
-    trial, ctx = Trial.from_payload(params["trial"]), params["study"]
+def run_trial(params: dict, study: Mapping) -> None:
+    """The Tune trainable: `params["trial"]` is one trial's payload, `study` the study context."""
+    trial, ctx = Trial.from_payload(params["trial"]), study
     result = execute(trial, ctx, callbacks=[TuneReporter(ctx["metric"])])
 
     from ray import tune

@@ -257,6 +257,8 @@ def test_a_tracking_server_outage_mid_trial_loses_no_metrics_and_leaks_no_passwo
         assert "s3cr3t" not in str(run.data.params) and "s3cr3t" not in str(run.data.tags), run.info.run_name
     assert "s3cr3t" not in printed.out + printed.err
     assert "s3cr3t" not in (tmp_path / "runs" / "reports" / "outage.html").read_text()  # the dashboard either
+    ray_files = [f for f in (tmp_path / "runs" / "ray").rglob("*") if f.is_file()]
+    assert ray_files and not [f for f in ray_files if b"s3cr3t" in f.read_bytes()]  # nor Tune's params.json
 
 
 def test_a_server_that_stays_away_fails_the_write_with_a_clear_error_in_bounded_time():
