@@ -87,35 +87,33 @@ def _measure(step, probe_size: int, batch_size: int) -> StepCost:
     return StepCost(flops * scale, seconds * scale)
 
 
-def pretrain_step_cost(cfg, probe_size: int = 4) -> StepCost:
+def _step_cost(cfg, batch_size: int, loss, probe_size: int) -> StepCost:
+    """Build the model `cfg` describes and cost one backward of `loss(model, batch)`."""
     from m3ae.model import build_model
 
     torch.manual_seed(0)
-    probe_size = min(probe_size, cfg.pretrain.batch_size)
+    probe_size = min(probe_size, batch_size)
     model = build_model(cfg.model, _probe_vocab(cfg))
     batch = _probe_batch(cfg, probe_size)
 
     def step():
         model.zero_grad(set_to_none=True)
-        model(batch).loss.backward()
+        loss(model, batch).backward()
 
-    return _measure(step, probe_size, cfg.pretrain.batch_size)
+    return _measure(step, probe_size, batch_size)
+
+
+def pretrain_step_cost(cfg, probe_size: int = 4) -> StepCost:
+    """A pre-training step: every enabled objective's pass, forward and backward."""
+    return _step_cost(cfg, cfg.pretrain.batch_size, lambda model, batch: model(batch).loss, probe_size)
 
 
 def finetune_step_cost(cfg, probe_size: int = 4) -> StepCost:
     """Fine-tuning is dominated by one unmasked fused pass (+ backward); the head is small."""
-    from m3ae.model import build_model
+    def loss(model, batch):
+        return model.encode(batch.images, batch.input_ids, batch.attention_mask).pooled.sum()
 
-    torch.manual_seed(0)
-    probe_size = min(probe_size, cfg.finetune.batch_size)
-    model = build_model(cfg.model, _probe_vocab(cfg))
-    batch = _probe_batch(cfg, probe_size)
-
-    def step():
-        model.zero_grad(set_to_none=True)
-        model.encode(batch.images, batch.input_ids, batch.attention_mask).pooled.sum().backward()
-
-    return _measure(step, probe_size, cfg.finetune.batch_size)
+    return _step_cost(cfg, cfg.finetune.batch_size, loss, probe_size)
 
 
 def finetune_examples(cfg, task: str) -> int | None:
