@@ -94,6 +94,9 @@ def test_profile_override_changes_the_trials():
     assert {t.trial_id for t in smoke}.isdisjoint(t.trial_id for t in laptop)
 
 
+PAPER_ABLATIONS = {"mask_ratio", "recon_layer", "decoder", "objectives"}
+
+
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_every_shipped_study_validates_and_dry_runs(path, tmp_path, capsys):
     text = path.read_text()
@@ -102,8 +105,11 @@ def test_every_shipped_study_validates_and_dry_runs(path, tmp_path, capsys):
     spec = load_spec(path)
     assert text.lstrip().startswith("#"), "a study starts with a comment giving its rationale"
     assert spec.profile == "laptop" and len(spec.seeds) >= 2
-    assert spec.reference is not None and spec.reference.ranking
-    assert spec.num_trials() <= 8  # sized for < 20 min on 2 cores at the laptop profile
+    if path.stem in PAPER_ABLATIONS:  # the paper's four: its finding beside ours, < 20 min on 2 cores
+        assert spec.reference is not None and spec.reference.ranking
+        assert spec.num_trials() <= 8
+    else:  # extensions beyond the paper (issue 9): sized for < 30 min on 2 cores
+        assert spec.num_trials() <= 16
     assert main(["run", str(path), "--dry-run", "--workdir", str(tmp_path / "runs")]) == 0
     out = capsys.readouterr().out
     assert f"{spec.num_trials()} trials" in out
