@@ -536,9 +536,14 @@ def apply_overrides(cfg: Config, overrides) -> Config:
 def pretrain_view(cfg: Config) -> dict[str, Any]:
     """Only the settings that change what pre-training produces: the key of the
     pre-train cache. Fine-tuning settings and thread counts are left out."""
+    from m3ae.data.synthmed.tasks import GENERATOR_VERSION
+    from m3ae.data.tokenizer import TOKENIZER_VERSION
+
     data = to_dict(cfg)
     return {"model": data["model"], "data": {k: v for k, v in data["data"].items() if k != "num_workers"},
-            "pretrain": data["pretrain"], "seed": data["seed"]}
+            "pretrain": data["pretrain"], "seed": data["seed"],
+            # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
+            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION}}
 
 
 def pretrain_key(cfg: Config) -> str:
