@@ -11,9 +11,6 @@ Point a study at it with `ablate run STUDY --tracking-uri http://HOST:PORT`.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -62,25 +59,15 @@ def server_command(args) -> tuple[list[str], str, str]:
 
 
 def run(args) -> int:
-    from ablations.commands.ui import _stop
+    from ablations.commands.ui import serve
     from ablations.redact import redact_uri
 
     command, store, artifacts = server_command(args)
-    # no GenAI job runner: a dozen extra processes a tracking server does not need
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    # its own process group: stopping it stops uvicorn's workers too
-    server = subprocess.Popen(command, env=env, start_new_session=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stop(server)))
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    print(f"MLflow server on http://{args.host}:{args.port}  (runs: {redact_uri(store)}; artifacts: {artifacts})\n"
-          f"  ablate run STUDY.yaml --tracking-uri http://{host}:{args.port}"
-          + ("   # from another machine: this machine's address" if host != args.host else "")
-          + "\n(Ctrl-C to stop)", flush=True)
+    banner = (f"MLflow server on http://{args.host}:{args.port}  (runs: {redact_uri(store)}; artifacts: {artifacts})\n"
+              f"  ablate run STUDY.yaml --tracking-uri http://{host}:{args.port}"
+              + ("   # from another machine: this machine's address" if host != args.host else "")
+              + "\n(Ctrl-C to stop)")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: bound to {args.host}: anyone who reaches this port can read and change every run", flush=True)
-    try:
-        return server.wait()
-    except KeyboardInterrupt:
-        return _stop(server)
-    finally:
-        _stop(server)
+        banner += f"\nwarning: bound to {args.host}: anyone who reaches this port can read and change every run"
+    return serve(command, banner)

@@ -23,12 +23,18 @@ def run(args) -> int:
                "--backend-store-uri", f"sqlite:///{db}",  # as ablations.tracking.default_tracking_uri
                "--default-artifact-root", (args.workdir / "artifacts").as_uri(),
                "--host", args.host, "--port", str(args.port), "--workers", "1"]
-    # One browsing user: one worker, and no GenAI job runner (a dozen extra processes).
+    # One browsing user: one worker.
+    return serve(command, f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)")
+
+
+def serve(command: list[str], banner: str) -> int:
+    """Run an MLflow server command until it exits, Ctrl-C or SIGTERM; print `banner` once it started."""
+    # No GenAI job runner (a dozen extra processes nobody here uses).
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     # Its own process group, so stopping it stops uvicorn's workers too.
     server = subprocess.Popen(command, env=env, start_new_session=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(_stop(server)))
-    print(f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)", flush=True)
+    print(banner, flush=True)
     try:
         return server.wait()
     except KeyboardInterrupt:
