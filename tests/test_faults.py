@@ -16,28 +16,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ablations import faults, tracking
 from ablations.cli import main
 from ablations.spec import parse_spec
 from ablations.study import expand
+from fixtures.studies import ABLATE, write_study
 
 pytestmark = pytest.mark.slow
-_SCRIPT = Path(sys.executable).with_name("ablate")
-ABLATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ablations.cli"]
-
-
-def write_study(folder: Path, name: str, factors: dict, seeds=(0,)) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "profile": "smoke", "factors": factors, "seeds": list(seeds),
-        "data": {"pretrain": "synth_pairs"}, "tasks": ["synth_vqa"],
-        "metric": {"name": "synth_vqa/overall_acc", "mode": "max"}, "resources": {"cpu": 1},
-    }, sort_keys=False))
-    return path
-
-
 def trial_runs(uri: str, name: str) -> list:
     tracker = tracking.Tracker(uri)
     experiment = tracker.client.get_experiment_by_name(name)
@@ -52,15 +38,20 @@ def by_kind(runs: list, kind: str) -> list:
 
 
 def test_a_sigkilled_driver_resumes_and_a_second_driver_is_refused(tmp_path, ray_session, capsys):
-    study = write_study(tmp_path, "resume", {"finetune.lr": [0.001, 0.002]})  # one shared pre-training
+    # one seed and two fine-tuning settings: one shared pre-training
+    study = write_study(tmp_path, "resume", {"finetune.lr": [0.001, 0.002]}, seeds=(0,))
     workdir = tmp_path / "runs"
     uri = tracking.default_tracking_uri(workdir)
     lock = workdir / "locks" / "resume.lock"
     log = tmp_path / "driver.log"  # the killed driver's output, shown when an assertion fails
+    # The second trial stalls in fine-tuning, so the kill lands after exactly one trial finished
+    # (on a quiet machine two smoke trials sharing a pre-training finish a second apart).
+    second = [t.trial_id for t in expand(parse_spec(study.read_text(), str(study)))][1]
+    env = {**os.environ, faults.ENV: f"stall@synth_vqa:1/{second}"}
     with log.open("w") as sink:
         driver = subprocess.Popen([*ABLATE, "run", str(study), "--workdir", str(workdir), "--max-concurrent", "1",
                                    "--address", ray_session],
-                                  stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+                                  stdout=sink, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.time() + 600  # generous: a loaded machine runs the smoke trial slowly
         while not (lock.exists() and lock.read_text().strip()):
@@ -108,7 +99,7 @@ def test_failing_workers_fail_alone_and_retry_failed_reruns_only_them(tmp_path, 
     # One pre-training (lr only touches fine-tuning), five fine-tunings: one healthy, one raising,
     # one out of memory inside its training step, one whose worker process is SIGKILLed, one whose
     # loss is not finite for real (lr 1e6).
-    study = write_study(tmp_path, "faulty", {"finetune.lr": [0.001, 0.002, 0.003, 0.004, 1000000.0]})
+    study = write_study(tmp_path, "faulty", {"finetune.lr": [0.001, 0.002, 0.003, 0.004, 1000000.0]}, seeds=(0,))
     workdir = tmp_path / "runs"
     uri = tracking.default_tracking_uri(workdir)
     ids = {t.factors["finetune.lr"]: t.trial_id for t in expand(parse_spec(study.read_text(), str(study)))}
@@ -208,7 +199,7 @@ def mlflow_server(tmp_path):
 
 def test_a_tracking_server_outage_mid_trial_loses_no_metrics_and_leaks_no_password(
         tmp_path, ray_session, mlflow_server, capfd, monkeypatch):
-    study = write_study(tmp_path, "outage", {})
+    study = write_study(tmp_path, "outage", {}, seeds=(0,))
     # Credentials in the URI: they must be redacted wherever the URI is printed or logged.
     uri = f"http://alice:s3cr3t-pw@127.0.0.1:{mlflow_server.port}"
     # Keep the trial busy (3 s a step from pre-train step 4) so the outage falls inside it.

@@ -8,35 +8,20 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ablations import tracking
 from ablations.cli import main
 from ablations.spec import parse_spec
 from ablations.study import expand
+from fixtures.studies import ABLATE, write_study
 from m3ae.config import flatten
 
 pytestmark = pytest.mark.slow
-_SCRIPT = Path(sys.executable).with_name("ablate")  # the installed console script
-ABLATE = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ablations.cli"]
-
-
-def write_study(folder: Path, name: str, factors: dict, seeds=(0, 1)) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": name, "profile": "smoke", "factors": factors, "seeds": list(seeds),
-        "data": {"pretrain": "synth_pairs"}, "tasks": ["synth_vqa"],
-        "metric": {"name": "synth_vqa/overall_acc", "mode": "max"}, "resources": {"cpu": 1},
-    }, sort_keys=False))
-    return path
-
-
 def store(workdir: Path, name: str):
     """(tracker, experiment id, runs by kind) of a study in a work directory."""
     tracker = tracking.Tracker(tracking.default_tracking_uri(workdir))
