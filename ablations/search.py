@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError
 
 from ablations.spec import (
     COST_METRICS, NAME_PATTERN, DataSpec, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
-    _schema_errors, _Strict, produced_metrics,
+    _schema_errors, _Strict, produced_metrics, read_file,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
@@ -231,10 +231,7 @@ def build_pruner(spec: SearchSpec):
 def load_search(path: str | Path, profile_name: str | None = None, data_root: str | None = None) -> SearchSpec:
     """Read and fully validate a search file. `profile_name` replaces the search's profile
     and `data_root` its data root, as for studies."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"search file not found: {path}")
-    return parse_search(path.read_text(), str(path), profile_name, data_root)
+    return parse_search(read_file(path, "search"), str(path), profile_name, data_root)
 
 
 def parse_search(text: str, source: str = "<search>", profile_name: str | None = None,

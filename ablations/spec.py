@@ -291,10 +291,15 @@ def _model_at(loc: tuple, root: type[BaseModel] | None = None):
 def load_spec(path: str | Path, profile_name: str | None = None, data_root: str | None = None) -> StudySpec:
     """Read and fully validate a study file. `profile_name` replaces the study's profile
     and `data_root` its data root (how a laptop study becomes a paper-scale one)."""
+    return parse_spec(read_file(path, "study"), str(path), profile_name, data_root)
+
+
+def read_file(path: str | Path, what: str) -> str:
+    """The text of a study or search file; a missing one is a usage error naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"study file not found: {path}")
-    return parse_spec(path.read_text(), str(path), profile_name, data_root)
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return path.read_text()
 
 
 def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None,
