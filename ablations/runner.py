@@ -25,6 +25,7 @@ from typing import Mapping
 import yaml
 
 from ablations import faults, tracking
+from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
 from ablations.paths import within
 from ablations.spec import StudySpec
@@ -202,14 +203,23 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     # The study context (tracking URI, work directory) goes through Ray's object store, not the
     # param space: Tune writes the param space to params.json in its storage, and a tracking URI
     # may carry a password.
-    trainable = tune.with_resources(tune.with_parameters(run_trial, study=ctx),
-                                    {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+    resources = spec.resources.model_dump()
+    trainable = tune.with_resources(tune.with_parameters(run_trial, study=ctx), trial_request(resources))
+    parallel = spec.resources.workers > 1
+    if parallel and not max_concurrent:
+        # a data-parallel trial reserves almost nothing itself (its workers do, when they start):
+        # start only as many as the cluster has workers' CPUs / GPUs for (Ray Train's guide)
+        import ray
+
+        max_concurrent = trials_that_fit(resources, ray.cluster_resources())
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_payload() for t in todo])},
         tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
                                     max_concurrent_trials=max_concurrent,
-                                    reuse_actors=True),  # a new trial skips re-importing torch and the model
+                                    # a new trial skips re-importing torch and the model; a data-parallel
+                                    # trial's process ends with it (and takes its Ray Train workers along)
+                                    reuse_actors=not parallel),
         run_config=tune.RunConfig(name=spec.name, storage_path=storage or str(workdir / "ray"), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0), callbacks=[progress]),
     )
@@ -263,7 +273,8 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
         if todo:
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
                    "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
-                   "cache_root": shared_cache_root(storage)}
+                   "cache_root": shared_cache_root(storage), "resources": spec.resources.model_dump(),
+                   "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]
             started = connect_ray(address)

@@ -38,7 +38,7 @@ from pydantic import Field, ValidationError
 
 from ablations.spec import (
     COST_METRICS, NAME_PATTERN, DataSpec, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
-    _schema_errors, _Strict, produced_metrics, read_file,
+    _schema_errors, _Strict, check_resources, produced_metrics, read_file,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
@@ -380,9 +380,11 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
     """Base alone, then every dimension at each end (or choice) on top of it, then enqueued points."""
     fixed = spec.fixed_overrides()
     try:
-        apply_overrides(base_cfg, fixed)
+        cfg = apply_overrides(base_cfg, fixed)
     except ConfigError as error:
         problems.add(("base",), str(error))
+        return
+    if not check_resources(spec.resources, cfg, problems):
         return
     for path, dim in spec.dimensions.items():
         if isinstance(dim, CategoricalDim):

@@ -46,10 +46,11 @@ from typing import Any, Mapping
 import yaml
 
 from ablations import tracking
+from ablations.distributed import trial_request, trials_that_fit
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
-from ablations.study import Trial, format_value, render_table, short_path
-from m3ae.config import ConfigError, pretrain_key, trial_id
+from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
+from m3ae.config import ConfigError, trial_id
 from m3ae.train.callbacks import Callback
 
 OPTUNA_TRIAL = "ablate.optuna_trial"  # MLflow tag: the Optuna trial number of a trial run
@@ -272,8 +273,10 @@ class Driver:
         self.n_trials, self.max_concurrent, self.timeout = n_trials, max_concurrent, timeout
         self.heartbeat = heartbeat
         self.pending: dict[int, Pending] = {}  # optuna trial number -> pending
+        request = trial_request(spec.resources.model_dump())  # data-parallel: the workers reserve the CPUs
         self.remote = ray.remote(execute_search_trial).options(
-            num_cpus=spec.resources.cpu, num_gpus=spec.resources.gpu, max_retries=0)
+            num_cpus=request["cpu"], num_gpus=request.get("gpu", 0), max_retries=0,
+            **({"memory": request["memory"]} if "memory" in request else {}))
         self.started = time.monotonic()
         self.ran = self.copied = 0
         self.waiting_for_others = False
@@ -352,7 +355,7 @@ class Driver:
 
     def _trial(self, params: dict, seed: int) -> Trial:
         cfg = self.spec.config(params, seed)
-        return Trial(trial_id(cfg), seed, dict(params), cfg, pretrain_key(cfg))
+        return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers))
 
     def _finished_twin(self, key: str, number: int):
         """A complete or pruned trial of this study with the same resolved configs."""
@@ -471,8 +474,7 @@ def _slots(spec: SearchSpec, max_concurrent: int | None) -> int:
 
     if max_concurrent:
         return max_concurrent
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return max(1, int(cpus // spec.resources.cpu))
+    return trials_that_fit(spec.resources.model_dump(), ray.cluster_resources())
 
 
 def run_search(spec: SearchSpec, spec_text: str, *, workdir: Path, storage_url: str, tracking_uri: str,
@@ -525,7 +527,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
         f"pruner {spec.pruner.name}; Optuna {redact(storage_url)}; MLflow {redact(tracking_uri)})")
     ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
            "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric,
-           "cache_root": cache_root}
+           "cache_root": cache_root, "resources": spec.resources.model_dump()}
     status = "FINISHED"
     started = False
     try:

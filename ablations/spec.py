@@ -15,7 +15,7 @@ A study is a grid over dotted config paths:
     tasks: [synth_vqa]                                # optional: default the profile's tasks
     metric: {name: synth_vqa/overall_acc, mode: max}  # optional: default the first task's headline;
                                                       # a bare name ("overall_acc") means the first task's
-    resources: {cpu: 1, gpu: 0}
+    resources: {cpu: 1, gpu: 0}                       # per trial; {cpu: 1, gpu: 1, workers: 4}: 4 DDP workers
     scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
     reference: {source: ..., ranking: [...], values: [...]}
 
@@ -124,8 +124,12 @@ class MetricSpec(_Strict):
 
 
 class Resources(_Strict):
-    cpu: float = Field(1.0, gt=0)  # CPUs per trial; also the trial's torch thread count
-    gpu: float = Field(0.0, ge=0)
+    """What a trial runs on. workers > 1: data-parallel (DDP) over that many processes, each with
+    `cpu` CPUs and `gpu` GPUs (ablations.distributed); each trains on its share of every global batch."""
+
+    cpu: float = Field(1.0, gt=0)  # CPUs per trial (per worker); also its torch thread count
+    gpu: float = Field(0.0, ge=0)  # GPUs per trial (per worker)
+    workers: int = Field(1, ge=1)  # data-parallel processes per trial: gloo on CPUs, nccl with a GPU each
 
 
 class SchedulerSpec(_Strict):
@@ -467,31 +471,55 @@ def _check_reference(spec: StudySpec, problems: _Problems) -> None:
 def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:
     """Build configs layer by layer so an error points at the key that caused it:
     base alone, then each factor value on top of base, then every combination."""
-    fixed = spec.fixed_overrides()
+    fixed, workers = spec.fixed_overrides(), spec.resources.workers
     try:
-        apply_overrides(base_cfg, fixed)
+        cfg = apply_overrides(base_cfg, fixed)
     except ConfigError as error:
         problems.add(("base",), str(error))
         return
+    if not check_resources(spec.resources, cfg, problems):
+        return
     for path, values in spec.grid.items():
         for i, value in enumerate(values):
-            _try(base_cfg, {**fixed, path: value}, ("factors", path, i), problems)
+            _try(base_cfg, {**fixed, path: value}, ("factors", path, i), problems, workers=workers)
     for g, group in enumerate(spec.zip_groups):
         n = len(next(iter(group.values())))
         for i in range(n):
             setting = {path: values[i] for path, values in group.items()}
             loc = ("factors", ZIP_KEY, g, next(iter(group)), i)
-            _try(base_cfg, {**fixed, **setting}, loc, problems)
+            _try(base_cfg, {**fixed, **setting}, loc, problems, workers=workers)
     if problems.items:
         return
     for combo in spec.combinations():
-        if not _try(base_cfg, {**fixed, **combo}, ("factors",), problems, combo):
+        if not _try(base_cfg, {**fixed, **combo}, ("factors",), problems, combo, workers=workers):
             return
 
 
-def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict | None = None) -> bool:
+def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:
+    """Data-parallel trials (workers > 1) need whole GPUs per worker and batches that split
+    into equal shards."""
+    from m3ae.train.distributed import check_shardable
+
+    if resources.workers > 1 and resources.gpu != int(resources.gpu):
+        problems.add(("resources", "gpu"), f"must be a whole number of GPUs per worker when workers > 1 "
+                                           f"(each DDP worker needs a GPU of its own), got {resources.gpu}")
+        return False
     try:
-        apply_overrides(base_cfg, overrides)
+        check_shardable(cfg, resources.workers, "resources.workers")
+        return True
+    except ConfigError as error:
+        problems.add(("resources", "workers"), str(error))
+        return False
+
+
+def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict | None = None,
+         workers: int = 1) -> bool:
+    try:
+        cfg = apply_overrides(base_cfg, overrides)
+        if workers > 1:
+            from m3ae.train.distributed import check_shardable
+
+            check_shardable(cfg, workers, "resources.workers")
         return True
     except ConfigError as error:
         prefix = f"the combination {combo} is invalid: " if combo else ""

@@ -34,6 +34,13 @@ class Trial:
                    from_dict(payload["config"]), payload["pretrain_key"])
 
 
+def trial_pretrain_key(cfg: Config, workers: int = 1) -> str:
+    """The pre-train cache key of a trial. A data-parallel pre-training draws its masks and ITM
+    negatives per worker shard, so it is an entry of its own (the single-process key, suffixed)."""
+    key = pretrain_key(cfg)
+    return key if workers == 1 else f"{key}-w{workers}"
+
+
 def expand(spec: StudySpec) -> list[Trial]:
     """All trials of a validated study, combinations in grid order, seeds innermost."""
     base_cfg = profile(spec.profile)
@@ -42,7 +49,7 @@ def expand(spec: StudySpec) -> list[Trial]:
     for combo in spec.combinations():
         for seed in spec.seeds:
             cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
-            trials.append(Trial(trial_id(cfg), seed, combo, cfg, pretrain_key(cfg)))
+            trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers)))
     ids = Counter(t.trial_id for t in trials)
     twins = [t.factors for t in trials if ids[t.trial_id] > 1]
     if twins:

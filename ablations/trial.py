@@ -5,7 +5,9 @@ Everything it needs arrives in its Tune config: `trial` (a `Trial` payload) and
 It reports the study's headline metric to Tune after every fine-tune
 evaluation, so ASHA can stop a weak trial early, and once more at the end with
 the test number. A failure is recorded in MLflow and re-raised, so Tune marks
-the trial errored and the rest of the study goes on.
+the trial errored and the rest of the study goes on. With `resources.workers` > 1
+in the study context, its stages run data-parallel on Ray Train workers
+(`ablations.distributed`); everything else, MLflow included, stays in the trial.
 """
 
 from __future__ import annotations
@@ -17,10 +19,14 @@ from typing import Mapping
 
 from ablations import faults
 from ablations.cache import PretrainCache
+from ablations.distributed import stage_runner
 from ablations.paths import within
 from ablations.study import Trial
 from ablations.tracking import Tracker, TrialRun
 from m3ae.train.callbacks import Callback
+
+
+WORKERS = "ablate.workers"  # trial run tag: data-parallel processes per trial (set when more than one)
 
 
 def work_paths(workdir: Path, study_name: str, trial_id: str, cache_root: str | Path | None = None) -> dict[str, Path]:
@@ -80,10 +86,9 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
     `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
     `tags` go on the trial run (a search's `ablate.optuna_trial`). `ctx["fault"]`: test-only
-    fault injection (`ablations.faults`), absent in real runs."""
+    fault injection (`ablations.faults`), absent in real runs. `ctx["resources"]`: the study's
+    resources (`workers` > 1: data-parallel stages); absent means one process."""
     import torch
-
-    from m3ae.train import finetune
 
     cfg = trial.config
     if cfg.threads:
@@ -93,19 +98,23 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     injected = faults.injectors(ctx.get("fault"), trial.trial_id)
     callbacks = [*callbacks, *injected]
 
-    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run:
-        tracker.set_tags(run.run_id, {**node_tags(), **(tags or {})})
+    resources = ctx.get("resources") or {}
+    storage = f"{ctx.get('storage') or Path(ctx['workdir']) / 'ray'}/train"  # Ray Train's run state, if any
+    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run, \
+            stage_runner(resources, storage=storage, name=f"{ctx['study_name']}-{trial.trial_id}") as stages:
+        workers = int(resources.get("workers", 1))
+        tracker.set_tags(run.run_id, {**node_tags(), **(tags or {}), **({WORKERS: workers} if workers > 1 else {})})
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
         if cfg.pretrain.enabled:
-            entry = pretrained(run, tracker, trial, paths, injected)
+            entry = pretrained(run, tracker, trial, paths, injected, stages)
             checkpoint, pretrain_cost = entry.checkpoint, {"seconds": entry.seconds, "flops": entry.flops}
 
         finals: dict[str, float] = {}
         finetune_seconds, finetune_flops = 0.0, 0.0
         for task in cfg.finetune.tasks:
             with run.stage(task, "finetune") as (_, buffer):
-                result = finetune(cfg, task, checkpoint, paths["trial"] / task, paths["data"],
-                                  callbacks=[buffer, *callbacks])
+                result = stages.finetune(cfg, task, checkpoint, paths["trial"] / task, paths["data"],
+                                         callbacks=[buffer, *callbacks])
             finals.update({f"{task}/{k}": float(v) for k, v in result.metrics.items()})
             finetune_seconds += result.seconds
             finetune_flops += result.flops
@@ -115,11 +124,13 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     return TrialResult(run.run_id, finals)
 
 
-def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path], extra=()):
+def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, Path], extra=(), stages=None):
     """The pre-train cache entry for this trial's key, built under the key's lock if missing.
-    `extra`: more pre-training callbacks (test-only fault injectors)."""
+    `extra`: more pre-training callbacks (test-only fault injectors); `stages`: what runs the
+    pre-training (`ablations.distributed.stage_runner`; default m3ae.train in this process)."""
     from m3ae.train import pretrain
 
+    run_pretrain = stages.pretrain if stages is not None else pretrain
     cache = PretrainCache(paths["pretrain"])
     with cache.lock(trial.pretrain_key):
         entry = cache.get(trial.pretrain_key)
@@ -128,7 +139,7 @@ def pretrained(run: TrialRun, tracker: Tracker, trial: Trial, paths: dict[str, P
             staging = cache.staging(trial.pretrain_key)
             try:
                 with run.stage("pretrain", "pretrain") as (stage_run_id, buffer):
-                    result = pretrain(trial.config, staging, paths["data"], callbacks=[buffer, *extra])
+                    result = run_pretrain(trial.config, staging, paths["data"], callbacks=[buffer, *extra])
                     entry = cache.put(trial.pretrain_key, staging, result.checkpoint, stage_run_id,
                                       result.metrics, result.seconds, result.flops)
                     tracker.log_metrics(stage_run_id, {"cost/pretrain_seconds": result.seconds,

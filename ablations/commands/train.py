@@ -1,6 +1,7 @@
 """`ablate train`: one pre-train -> fine-tune run, no tracking server.
 
     ablate train --profile laptop --set model.mim.mask_ratio=0.5 --tasks synth_vqa,synth_cls
+    ablate train --profile smoke --workers 2        # data-parallel: 2 DDP processes (Ray Train)
 
 Writes under <workdir>/train/<run-name>/: config.yaml, pretrain/checkpoint.pt,
 pretrain/reconstructions/step_<N>.png, <task>/metrics.json and metrics.json
@@ -15,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from ablations.distributed import stage_runner
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="laptop", help="smoke | laptop | paper (default laptop)")
@@ -23,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=None, help="comma-separated fine-tuning tasks (default: the profile's)")
     parser.add_argument("--run-name", default=None,
                         help="folder under <workdir>/train (default: <profile>-<trial id of the config>)")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="train data-parallel on N processes (DDP on a local Ray, or RAY_ADDRESS's): each "
+                             "trains on 1/N of every batch; gloo on CPUs, nccl with --gpus-per-worker (default 1)")
+    parser.add_argument("--gpus-per-worker", type=int, default=0, metavar="G",
+                        help="GPUs each worker reserves when --workers > 1 (default 0: CPU workers)")
 
 
 class _Printer:
@@ -66,31 +74,53 @@ def results_table(results: dict) -> str:
 
 def run(args) -> int:
     from m3ae.config import to_yaml, trial_id
-    from m3ae.train import finetune, pretrain
+    from m3ae.train.distributed import check_shardable
 
     cfg = resolve_config(args.profile, args.overrides, args.tasks)
+    check_shardable(cfg, args.workers, "--workers")
     run_dir: Path = args.workdir / "train" / (args.run_name or f"{args.profile}-{trial_id(cfg)}")
+    if args.workers > 1 and not args.run_name:  # a data-parallel run is not the single-process one: its own folder
+        run_dir = run_dir.with_name(f"{run_dir.name}-w{args.workers}")
     cache_dir: Path = args.workdir / "cache"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     print(f"ablate train: {run_dir}", flush=True)
     printer = [_Printer()]
 
-    summary: dict = {"config": str(run_dir / "config.yaml"), "pretrain": None, "tasks": {}}
+    summary: dict = {"config": str(run_dir / "config.yaml"), "pretrain": None, "tasks": {},
+                     **({"workers": args.workers} if args.workers > 1 else {})}
+    resources = {"workers": args.workers, "cpu": max(1, cfg.threads), "gpu": args.gpus_per_worker}
+    started = False
+    if args.workers > 1:
+        from ablations.runner import connect_ray
+
+        started = connect_ray(None)  # RAY_ADDRESS's cluster, or a local Ray on this machine's cores
+    try:
+        with stage_runner(resources, storage=args.workdir / "ray" / "train", name=run_dir.name) as stages:
+            _train(cfg, stages, run_dir, cache_dir, printer, summary)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    print()
+    print(results_table(summary["tasks"]))
+    print(f"\nwrote {run_dir / 'metrics.json'}", file=sys.stderr)
+    return 0
+
+
+def _train(cfg, stages, run_dir: Path, cache_dir: Path, printer, summary: dict) -> None:
+    """Pre-train (if enabled), then fine-tune each task, with `stages` (this process, or workers)."""
     checkpoint = None
     if cfg.pretrain.enabled:
-        pre = pretrain(cfg, run_dir / "pretrain", cache_dir, printer)
+        pre = stages.pretrain(cfg, run_dir / "pretrain", cache_dir, printer)
         checkpoint = pre.checkpoint
         summary["pretrain"] = {"checkpoint": str(pre.checkpoint), "metrics": pre.metrics,
                                "seconds": pre.seconds, "flops": pre.flops}
         print(f"[pretrain] {cfg.pretrain.steps} steps, {pre.seconds:.1f} s, {pre.flops / 1e12:.3g} TFLOPs, "
               f"checkpoint {pre.checkpoint}", flush=True)
     for task in cfg.finetune.tasks:
-        res = finetune(cfg, task, checkpoint, run_dir / task, cache_dir, printer)
+        res = stages.finetune(cfg, task, checkpoint, run_dir / task, cache_dir, printer)
         summary["tasks"][task] = {"test": res.metrics, "val": res.val_metrics, "best_epoch": res.best_epoch,
                                   "seconds": res.seconds, "flops": res.flops}
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-    print()
-    print(results_table(summary["tasks"]))
-    print(f"\nwrote {run_dir / 'metrics.json'}", file=sys.stderr)
-    return 0

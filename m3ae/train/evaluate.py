@@ -9,16 +9,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from m3ae.train.runtime import fixed_rng
+from m3ae.train.runtime import fixed_rng, on_model_device
 
 EVAL_SEED = 1_000_003  # evaluation masks come from their own RNG: the same at every evaluation
 N_PICTURES = 8  # validation images in a reconstruction grid
 
 
-def _loader(dataset, batch_size: int, cfg):
+def _loader(dataset, batch_size: int, cfg, model):
     from m3ae.data import make_loader
 
-    return make_loader(dataset, batch_size, train=False, cfg=cfg, seed=cfg.seed)
+    return on_model_device(make_loader(dataset, batch_size, train=False, cfg=cfg, seed=cfg.seed), model)
 
 
 @torch.no_grad()
@@ -29,7 +29,7 @@ def evaluate_pretrain(model, val_set, cfg) -> dict[str, float]:
     sums: dict[str, float] = defaultdict(float)
     seen = 0
     with fixed_rng(cfg.seed + EVAL_SEED):
-        for i, batch in enumerate(_loader(val_set, cfg.pretrain.batch_size, cfg)):
+        for i, batch in enumerate(_loader(val_set, cfg.pretrain.batch_size, cfg, model)):
             if i >= cfg.pretrain.eval_batches:
                 break
             if len(batch) < 2:  # ITM needs a partner in the batch
@@ -51,7 +51,7 @@ def save_reconstructions(model, val_set, cfg, path: Path, n: int = N_PICTURES) -
     from torchvision.utils import save_image
 
     model.eval()
-    batch = next(iter(_loader(val_set, n, cfg)))
+    batch = next(iter(_loader(val_set, n, cfg, model)))
     with fixed_rng(cfg.seed + EVAL_SEED):
         original, masked, reconstructed = model.reconstruction_images(batch)
     grid = torch.cat([original, masked, reconstructed]).float().clamp(0, 1)

@@ -6,6 +6,7 @@ task's train split, selected by the validation headline metric, scored on test.
 
 `checkpoint=None` starts from random weights: the "no pre-training" baseline.
 Both start from the same seed, so the head's initial weights are the same.
+`parallel` runs the loop data-parallel, as `pretrain` does (m3ae.train.distributed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import load_checkpoint, load_model_weights
+from m3ae.train.distributed import SINGLE, DataParallel
 from m3ae.train.flops import count_flops
 from m3ae.train.optim import build_optimizer, clip_gradients
 from m3ae.train.progress import Progress
@@ -50,15 +52,17 @@ class TaskModel(torch.nn.Module):
         return roles
 
 
-def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=()) -> FinetuneResult:
-    """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch."""
+def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=(), *,
+             parallel: DataParallel = SINGLE) -> FinetuneResult:
+    """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch.
+    `parallel`: this process's place in a data-parallel group (default: a single process)."""
     from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
     from m3ae.model import build_model
 
     spec, fcfg = get_task(task), cfg.finetune
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = CallbackList(callbacks)
+    callbacks = CallbackList(callbacks if parallel.is_main else ())
     seed_everything(cfg.seed, cfg.threads)
     start = time.perf_counter()
 
@@ -70,8 +74,9 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     model = build_model(cfg.model, text_vocab(tokenizer))
     if checkpoint is not None:
         load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
-    net = TaskModel(model, spec.build_head(model, splits["train"]))
+    net = parallel.place(TaskModel(model, spec.build_head(model, splits["train"])))
     optimizer = build_optimizer(net.roles(), fcfg, net.parameters())
+    loss_of = parallel.wrap(net, lambda batch: spec.loss(net.backbone, net.head, batch))  # in DDP when distributed
 
     train_set = splits["train"]
     loader_for = lambda epoch: make_loader(train_set, fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
@@ -83,24 +88,28 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     scheduler = build_scheduler(optimizer, fcfg, fcfg.epochs * steps_per_epoch)
 
     callbacks.on_stage_start(task)
+    parallel.seed(cfg.seed, 0)
     step, flops_per_step = 0, 0
     best, best_state, best_val, best_epoch = None, None, None, 0
-    with Progress(fcfg.epochs * steps_per_epoch, task) as bar:
+    with Progress(fcfg.epochs * steps_per_epoch, task, enabled=None if parallel.is_main else False) as bar:
         for epoch in range(1, fcfg.epochs + 1):
-            for batch in loader_for(epoch):
+            for batch in loader_for(epoch):  # global batches; this process trains on its shard of each
                 step += 1
                 lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]
                 tick = time.perf_counter()
-                train_step = lambda: _train_step(spec, net, optimizer, scheduler, batch, fcfg, step)  # noqa: E731
+                shard = parallel.shard(batch)
+                train_step = lambda: _train_step(spec, loss_of, optimizer, scheduler, shard, fcfg, step)  # noqa: E731
                 if not flops_per_step:
                     loss, flops_per_step = count_flops(train_step)
+                    flops_per_step *= parallel.world_size
                 else:
                     loss = train_step()
-                metrics = {"train_loss": loss, "lr": lr, "samples_per_s": len(batch) / (time.perf_counter() - tick)}
+                metrics = parallel.mean({"train_loss": loss, "lr": lr,
+                                         "samples_per_s": len(batch) / (time.perf_counter() - tick)})
                 callbacks.on_step(task, step, metrics)
                 bar.update(1, loss=loss)
             if epoch % fcfg.eval_every_epochs == 0 or epoch == fcfg.epochs:
-                val = _evaluate(spec, net, splits["val"], cfg)
+                val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
                 callbacks.on_eval(task, step, {f"val_{k}": v for k, v in val.items()})
                 if spec.better(val[spec.headline], best):
                     best, best_val, best_epoch = val[spec.headline], val, epoch
@@ -111,18 +120,20 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     result = FinetuneResult(metrics=test, seconds=seconds, flops=float(flops_per_step) * step,
                             val_metrics=best_val, best_epoch=best_epoch)
     path = out_dir / "metrics.json"
-    path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
-                                "seconds": seconds, "flops": result.flops,
-                                "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
+    if parallel.is_main:
+        path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
+                                    "seconds": seconds, "flops": result.flops,
+                                    "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
     callbacks.on_artifact(task, path)
     callbacks.on_end(task, test)
     return result
 
 
-def _train_step(spec, net, optimizer, scheduler, batch, fcfg, step: int) -> float:
-    net.train()
-    with autocast(fcfg.precision):
-        loss = spec.loss(net.backbone, net.head, batch)
+def _train_step(spec, loss_of, optimizer, scheduler, batch, fcfg, step: int) -> float:
+    """`loss_of(batch)`: the task's loss over the backbone and head (in DDP when distributed)."""
+    loss_of.train()
+    with autocast(fcfg.precision, batch.images.device.type):
+        loss = loss_of(batch)
     check_finite(spec.name, step, loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -134,5 +145,5 @@ def _train_step(spec, net, optimizer, scheduler, batch, fcfg, step: int) -> floa
 
 def _evaluate(spec, net, dataset, cfg) -> dict[str, float]:
     net.eval()
-    with autocast(cfg.finetune.precision):
+    with autocast(cfg.finetune.precision, next(net.parameters()).device.type):
         return spec.evaluate(net.backbone, net.head, dataset, cfg)

@@ -9,6 +9,10 @@ and computes its losses) -> backward -> clip -> AdamW step -> lr step. Every
 reconstruction PNG -> on_artifact, a checkpoint. Calling `pretrain` again on
 the same out_dir resumes from the checkpoint and gives the same weights as an
 uninterrupted run.
+
+`parallel` runs the loop as one process of a data-parallel group (m3ae.train.distributed:
+each process trains on its shard of every global batch, DDP averages the gradients, rank 0
+writes and reports); the default is the plain single-process loop.
 """
 
 from __future__ import annotations
@@ -17,12 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from m3ae.config import ConfigError
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import (CheckpointMismatchError, config_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
+from m3ae.train.distributed import SINGLE, DataParallel
 from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
 from m3ae.train.flops import count_flops
 from m3ae.train.optim import build_optimizer, clip_gradients
@@ -82,11 +85,13 @@ def build_pretraining(cfg, cache_dir: Path):
     return model, train_set, val_set
 
 
-def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: int | None = None) -> PretrainResult:
+def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: int | None = None,
+             parallel: DataParallel = SINGLE) -> PretrainResult:
     """Pre-train `cfg.model` on `cfg.data.pretrain` for `cfg.pretrain.steps` steps.
 
     Resumes from `out_dir/checkpoint.pt` when it exists. `max_steps` stops early
     (checkpoint written) so that a later call continues: pausing, and the resume test.
+    `parallel`: this process's place in a data-parallel group (default: a single process).
     """
     pcfg = cfg.pretrain
     if not pcfg.enabled:
@@ -94,10 +99,11 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
                           "fine-tune from scratch with finetune(..., checkpoint=None)")
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = CallbackList(callbacks)
+    callbacks = CallbackList(callbacks if parallel.is_main else ())
     seed_everything(cfg.seed, cfg.threads)
 
     model, train_set, val_set = build_pretraining(cfg, cache_dir)
+    model = parallel.place(model)
     optimizer = build_optimizer(model.param_groups_by_role(), pcfg, model.parameters())
     scheduler = build_scheduler(optimizer, pcfg, pcfg.steps)
     ckpt_path = out_dir / CHECKPOINT
@@ -112,34 +118,40 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
     stream = BatchStream(train_set, cfg, step)
     if resumed is not None:
         set_rng_state(resumed["rng"])  # after the skip: batches and masks continue exactly
+    parallel.agree(step, "the step to resume from")
+    parallel.seed(cfg.seed, step)
+    forward = parallel.wrap(model)
     last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
 
     callbacks.on_stage_start(STAGE)
     metrics = dict(resumed.get("metrics", {})) if resumed else {}
     flops_per_step = resumed.get("flops_per_step", 0.0) if resumed else 0.0
     start = time.perf_counter()
-    with Progress(last_step, STAGE, initial=step) as bar:
+    with Progress(last_step, STAGE, initial=step, enabled=None if parallel.is_main else False) as bar:
         while step < last_step:
             step += 1
             tick = time.perf_counter()
-            batch = next(stream)
+            batch = next(stream)  # the global batch; this process trains on its shard
             lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]  # the base lr of this step
-            train_step = lambda: _train_step(model, optimizer, scheduler, batch, pcfg, step)  # noqa: E731
-            if not flops_per_step:  # count one real step's FLOPs; the others cost the same
+            shard = parallel.shard(batch)
+            train_step = lambda: _train_step(forward, optimizer, scheduler, shard, pcfg, step)  # noqa: E731
+            if not flops_per_step:  # count one real step's FLOPs; the other steps and shards cost the same
                 out, flops_per_step = count_flops(train_step)
+                flops_per_step *= parallel.world_size
             else:
                 out = train_step()
             seconds = time.perf_counter() - tick
-            logged = {"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()},
-                      **out.metrics, "lr": lr,
-                      "samples_per_s": len(batch) / seconds}
+            logged = parallel.mean({"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()},
+                                    **out.metrics, "lr": lr,
+                                    "samples_per_s": len(batch) / seconds})
             callbacks.on_step(STAGE, step, logged)
             bar.update(1, loss=logged["loss"])
             if step == last_step or (pcfg.eval_every and step % pcfg.eval_every == 0):
-                metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks)
-                save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer,
-                                scheduler=scheduler, metrics=metrics, stage=STAGE,
-                                flops_per_step=float(flops_per_step))
+                metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks, parallel.is_main)
+                if parallel.is_main:  # the plain model's weights (no DDP prefix): loads in any run
+                    save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer,
+                                    scheduler=scheduler, metrics=metrics, stage=STAGE,
+                                    flops_per_step=float(flops_per_step))
     seconds = time.perf_counter() - start
     if step >= pcfg.steps:
         callbacks.on_end(STAGE, metrics)
@@ -157,10 +169,11 @@ def _check_same_run(state: dict, cfg, path: Path) -> None:
                                       f"use a fresh output folder")
 
 
-def _train_step(model, optimizer, scheduler, batch, pcfg, step: int):
-    model.train()
-    with autocast(pcfg.precision):
-        out = model(batch)
+def _train_step(forward, optimizer, scheduler, batch, pcfg, step: int):
+    """`forward`: the model, or the model in DDP (its backward then averages the gradients)."""
+    forward.train()
+    with autocast(pcfg.precision, batch.images.device.type):
+        out = forward(batch)
     check_finite(STAGE, step, out.loss, out.losses)
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -170,10 +183,10 @@ def _train_step(model, optimizer, scheduler, batch, pcfg, step: int):
     return out
 
 
-def _evaluate(model, val_set, cfg, step: int, out_dir: Path, callbacks) -> dict:
+def _evaluate(model, val_set, cfg, step: int, out_dir: Path, callbacks, writes: bool = True) -> dict:
     metrics = evaluate_pretrain(model, val_set, cfg)
     callbacks.on_eval(STAGE, step, metrics)
-    if cfg.model.mim.enabled:
+    if cfg.model.mim.enabled and writes:
         png = save_reconstructions(model, val_set, cfg, out_dir / "reconstructions" / f"step_{step}.png")
         callbacks.on_artifact(STAGE, png)
     return metrics

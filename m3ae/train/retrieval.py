@@ -24,7 +24,7 @@ def itm_score(model, image_tokens: torch.Tensor, text_tokens: torch.Tensor, atte
 
 
 def _image_ids(batch) -> torch.Tensor:
-    return batch.image_ids if batch.image_ids is not None else torch.arange(len(batch))
+    return batch.image_ids if batch.image_ids is not None else torch.arange(len(batch), device=batch.images.device)
 
 
 def in_batch_rank_loss(model, batch, negatives: int) -> torch.Tensor:
@@ -86,5 +86,5 @@ def score_matrix(model, batches, chunk: int = PAIR_CHUNK) -> tuple[torch.Tensor,
     for start in range(0, n_images * n_texts, chunk):
         pair = torch.arange(start, min(start + chunk, n_images * n_texts))
         i, t = pair // n_texts, pair % n_texts
-        scores[pair] = itm_score(model, image_tokens[i], text_tokens[t], attention_mask[t]).float()
+        scores[pair] = itm_score(model, image_tokens[i], text_tokens[t], attention_mask[t]).float().cpu()
     return scores.view(n_images, n_texts), text_image

@@ -31,10 +31,10 @@ def seed_everything(seed: int, threads: int = 0) -> None:
     np.random.seed(seed)
 
 
-def autocast(precision: str):
-    """bf16 autocast on CPU when asked; fp32 runs untouched."""
+def autocast(precision: str, device_type: str = "cpu"):
+    """bf16 autocast on the device (CPU, or a data-parallel worker's GPU) when asked; fp32 runs untouched."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -42,6 +42,13 @@ def check_finite(stage: str, step: int, loss: torch.Tensor, parts: dict[str, tor
     if not torch.isfinite(loss).all():
         values = {"loss": loss.item(), **{k: v.item() for k, v in (parts or {}).items()}}
         raise NonFiniteLossError(stage, step, values)
+
+
+def on_model_device(batches, model):
+    """Evaluation batches on the model's device: the loader itself on CPU, moved batches on a GPU
+    (a data-parallel worker's)."""
+    device = next(model.parameters()).device
+    return batches if device.type == "cpu" else (batch.to(device) for batch in batches)
 
 
 @contextlib.contextmanager

@@ -58,10 +58,11 @@ def _pooled(model, batch) -> torch.Tensor:
     return model.encode(batch.images, batch.input_ids, batch.attention_mask).pooled
 
 
-def _eval_batches(dataset, cfg):
+def _eval_batches(dataset, cfg, model):
     from m3ae.data import make_loader
+    from m3ae.train.runtime import on_model_device
 
-    return make_loader(dataset, cfg.finetune.batch_size, train=False, cfg=cfg, seed=cfg.seed)
+    return on_model_device(make_loader(dataset, cfg.finetune.batch_size, train=False, cfg=cfg, seed=cfg.seed), model)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class VQATask(Task):
     @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
         logits, targets, types = [], [], []
-        for batch in _eval_batches(dataset, cfg):
+        for batch in _eval_batches(dataset, cfg, model):
             logits.append(head(_pooled(model, batch)).float())
             targets.append(batch.labels)
             types.append(batch.answer_types)
@@ -103,7 +104,7 @@ class ClassificationTask(Task):
     @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
         logits, labels = [], []
-        for batch in _eval_batches(dataset, cfg):
+        for batch in _eval_batches(dataset, cfg, model):
             logits.append(head(_pooled(model, batch)).float())
             labels.append(batch.labels)
         return classification_metrics(torch.cat(logits), torch.cat(labels))
@@ -125,7 +126,7 @@ class RetrievalTask(Task):
     def evaluate(self, model, head, dataset, cfg):
         from m3ae.train.retrieval import score_matrix
 
-        scores, text_image = score_matrix(model, _eval_batches(dataset, cfg))
+        scores, text_image = score_matrix(model, _eval_batches(dataset, cfg, model))
         return retrieval_recall(scores, text_image)
 
 
