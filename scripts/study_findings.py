@@ -59,7 +59,9 @@ def findings(name: str, uri: str) -> str:
         out += [f"**by {short_name(factor)}** (mean ± 95% CI half-width over the other factors and seeds)", "",
                 markdown(level_table(finished, [factor], metric)), ""]
         others = [f for f in study.factors if f != factor] + ["seed"]
-        levels = sorted(finished[factor].dropna().unique().tolist(), key=str)
+        levels = finished[factor].dropna().unique().tolist()
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels)
+        levels = sorted(levels, key=float if numeric else str)
         for a, b in zip(levels, levels[1:]):
             hi, lo = finished[finished[factor] == b], finished[finished[factor] == a]
             test, p, n = compare(hi, lo, metric, others)
