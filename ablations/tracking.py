@@ -87,24 +87,32 @@ def tag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _open_sqlite_store(db: Path, client) -> None:
-    """Create (or migrate) a sqlite store under a file lock. MLflow's first open of a
-    new database runs alembic migrations, and two processes doing it at once (the
-    driver and a worker, or `ablate ui`) fail with 'Online migration expected to match
-    one row'. A missing folder is left alone: the caller reports it, nothing is created."""
+def open_client(tracking_uri: str):
+    """An `MlflowClient` for `tracking_uri`; a sqlite store is opened under a file lock.
+
+    MLflow's client creates (or migrates) a new sqlite database as it is constructed,
+    with alembic migrations, and two processes doing it at once (the driver and a
+    worker, or `ablate ui`) fail with 'table _alembic_tmp_experiments already exists'
+    or 'Online migration expected to match one row'. So the construction itself waits
+    for the lock. A missing folder is left alone: the caller reports it, nothing is created."""
+    from mlflow import MlflowClient
+
+    if not tracking_uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri)
+    db = Path(tracking_uri[len("sqlite:///"):])
     if not db.parent.is_dir():
-        return
+        return MlflowClient(tracking_uri)
     with open(db.with_name(db.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
+        client = MlflowClient(tracking_uri)
         client.search_experiments(max_results=1)  # opens the store: tables created or upgraded
+    return client
 
 
 class Tracker:
     """A thin layer over `MlflowClient`: batching, chunking, honest statuses."""
 
     def __init__(self, tracking_uri: str, retry_seconds: float | None = None):
-        from mlflow import MlflowClient
-
         self.uri = tracking_uri
         self.remote = _is_remote(tracking_uri)
         if self.remote:
@@ -113,9 +121,7 @@ class Tracker:
         if retry_seconds is None:
             retry_seconds = float(os.environ.get("ABLATE_TRACKING_RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
         self.retry_seconds = retry_seconds
-        self.client = MlflowClient(tracking_uri)
-        if tracking_uri.startswith("sqlite:///"):
-            _open_sqlite_store(Path(tracking_uri[len("sqlite:///"):]), self.client)
+        self.client = open_client(tracking_uri)
 
     def call(self, what: str, fn: Callable, *args, retry_seconds: float | None = None, **kwargs):
         """`fn(*args, **kwargs)`, retried with backoff (1, 2, 4 .. 15 s) while the tracking server

@@ -22,6 +22,7 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
+from ablations.tracking import open_client
 from dashboards.summaries import format_setting, parse_value, short_name
 
 FACTOR_TAG = "tags.ablate.factor."
@@ -115,7 +116,7 @@ def search(client: MlflowClient, experiment_id: str, filter_string: str) -> pd.D
 
 def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
     """Read the study `name` (an MLflow experiment) from the store at `uri`."""
-    client = MlflowClient(tracking_uri=uri)
+    client = open_client(uri)
     experiment = find_experiment(client, name)
     study_runs = search_kind(client, experiment.experiment_id, "study")
     trial_runs = search_kind(client, experiment.experiment_id, "trial")

@@ -13,6 +13,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from ablations.redact import redact_uri
+from ablations.tracking import open_client
 from dashboards import figures, html, load, summaries
 from dashboards.load import StudyData
 
@@ -60,7 +61,7 @@ def add_study_sections(page: html.Page, data: StudyData) -> None:
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
         _significance_section(page, data, finished)
-    client = MlflowClient(tracking_uri=data.tracking_uri)
+    client = open_client(data.tracking_uri)
     _training_section(page, data, client)
     if data.headline and len(finished):
         _cost_section(page, data, finished)

@@ -25,6 +25,8 @@ import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from ablations.tracking import open_client
+
 DEFAULT_FACTORS = {"model.mim.mask_ratio": [0.25, 0.5, 0.75], "model.mlm.mask_ratio": [0.15, 0.3]}
 TASK_METRICS = {"synth_vqa": ["overall_acc", "open_acc", "closed_acc"], "synth_cls": ["acc"]}
 
@@ -121,7 +123,7 @@ def write_sample_study(
     Factors starting with `finetune.` do not change the pre-train key, so those trials share a pre-train.
     Artifacts go to `artifact_location`, by default an `artifacts` folder beside a sqlite database
     (MLflow's own default is ./mlruns in the current directory)."""
-    client = MlflowClient(tracking_uri=tracking_uri)
+    client = open_client(tracking_uri)
     if artifact_location is None and tracking_uri.startswith("sqlite:///"):
         artifact_location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
     experiment_id = client.create_experiment(name, artifact_location=artifact_location)

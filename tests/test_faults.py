@@ -267,3 +267,18 @@ def test_a_server_that_stays_away_fails_the_write_with_a_clear_error_in_bounded_
     assert "unreachable" in message and f"bob:***@127.0.0.1:{port}" in message and "log metrics" in message
     assert "hunter2" not in message
     assert spent < 4 + 2 * 35  # the bound, plus at most one HTTP attempt in flight
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """MLflow's client creates a new sqlite database (alembic migrations) as it is constructed;
+    unguarded, two processes doing it at once fail ('table _alembic_tmp_experiments already
+    exists': seen when a test polled the store while `ablate run` was creating it)."""
+    uri = tracking.default_tracking_uri(tmp_path)
+    code = ("import sys; from ablations.tracking import open_client; "
+            "print(len(open_client(sys.argv[1]).search_experiments()))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(4)]
+    outcomes = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    for out, err, returncode in outcomes:
+        assert returncode == 0, err[-2000:]
+        assert out.strip() == "1"  # the Default experiment, in one fully created store

@@ -74,11 +74,10 @@ def _spec_override(name: str, uri: str, study_file: dict) -> dict | None:
     after a run); None (use the logged spec) when no file was given."""
     if not study_file:
         return None
-    from mlflow.tracking import MlflowClient
-
+    from ablations.tracking import open_client
     from dashboards.load import find_experiment, read_spec, search_kind
 
-    client = MlflowClient(tracking_uri=uri)
+    client = open_client(uri)
     experiment = find_experiment(client, name)
     logged = read_spec(client, search_kind(client, experiment.experiment_id, "study"))
     merged = {**study_file, **logged}
