@@ -74,7 +74,7 @@ def test_a_two_worker_ddp_step_equals_one_process_step_on_the_global_batch(tmp_p
     single = _classification_step(SINGLE, cache_dir)  # also builds the data the workers read
     torch.multiprocessing.spawn(_ddp_worker, args=(2, str(tmp_path / "rendezvous"), str(cache_dir), str(tmp_path)),
                                 nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
     assert ranks[0]["shard"] != ranks[1]["shard"]  # two halves of the batch, not the same one twice
     # the global batch's mean loss is the mean of the two halves' mean losses
