@@ -7,13 +7,16 @@ tokenizer gives them, for ours and for any pretrained fast tokenizer.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from m3ae.batch import TextVocab
 from m3ae.data.cache import cached_entry, entry_name
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-TOKENIZER_VERSION = 1
+# 2: a deterministic vocabulary (whole words by count, then characters) instead of
+# `tokenizers`' WordPiece trainer, which breaks count ties in a per-process order
+TOKENIZER_VERSION = 2
 
 
 def build_tokenizer(cfg, cache_dir: Path):
@@ -35,22 +38,41 @@ def build_tokenizer(cfg, cache_dir: Path):
 
 
 def train_wordpiece(texts, vocab_size: int):
-    """Train a lower-casing BERT-style WordPiece tokenizer on an iterable of texts."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A lower-casing BERT-style WordPiece tokenizer whose vocabulary is built from
+    `texts` by `wordpiece_vocab`: the same texts give the same vocabulary in every process."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size,
-                                                            special_tokens=list(SPECIAL_TOKENS)))
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    vocab = wordpiece_vocab(texts, vocab_size, normalizer, pre_tokenizer)
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = normalizer, pre_tokenizer, decoders.WordPiece()
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
                                    sep_token="[SEP]", mask_token="[MASK]")
+
+
+def wordpiece_vocab(texts, vocab_size: int, normalizer, pre_tokenizer) -> dict[str, int]:
+    """Piece -> id: the special tokens, every character (alone and as a '##'
+    continuation, most frequent first), then whole words by (-count, word) until
+    `vocab_size`. Every order is total, so no tie is left to hash order; a word
+    outside the vocabulary is spelt with the character pieces."""
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars: Counter[str] = Counter()
+    for word, count in words.items():
+        for char in word:
+            chars[char] += count
+    by_count = lambda counter: sorted(counter, key=lambda piece: (-counter[piece], piece))  # noqa: E731
+    pieces = list(SPECIAL_TOKENS)
+    for char in by_count(chars):
+        pieces += [char, "##" + char]
+    taken = set(pieces)
+    pieces += [word for word in by_count(words) if word not in taken]
+    return {piece: i for i, piece in enumerate(pieces[:vocab_size])}
 
 
 def load_pretrained(path: str):
