@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib
 import re
 from pathlib import Path
 
@@ -38,7 +37,8 @@ def family(question: str) -> str:
 
 def main(argv=None) -> None:
     from m3ae.config import apply_overrides, profile
-    from m3ae.data import make_loader
+    from m3ae.data import build_dataset, build_tokenizer, make_loader
+    from m3ae.train import finetune
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="laptop")
@@ -48,19 +48,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     cfg = apply_overrides(profile(args.profile), args.overrides)
 
-    # finetune() scores the best epoch's model on the test split last: keep that model and split
-    finetune_module = importlib.import_module("m3ae.train.finetune")
-    seen = {}
-    evaluate = finetune_module._evaluate
-
-    def keep_last(spec, net, dataset, cfg_):
-        seen["net"], seen["dataset"] = net, dataset
-        return evaluate(spec, net, dataset, cfg_)
-
-    finetune_module._evaluate = keep_last
-    result = finetune_module.finetune(cfg, "synth_vqa", args.checkpoint, args.workdir / "synth_vqa",
-                                      args.workdir / "cache")
-    net, dataset = seen["net"], seen["dataset"]
+    result = finetune(cfg, "synth_vqa", args.checkpoint, args.workdir / "synth_vqa", args.workdir / "cache",
+                      keep_model=True)
+    net = result.model  # the best validation epoch's model, the one scored on the test split
+    dataset = build_dataset("synth_vqa", "test", cfg, build_tokenizer(cfg, args.workdir / "cache"),
+                            args.workdir / "cache")
 
     net.eval()
     hits = []

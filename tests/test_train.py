@@ -78,10 +78,11 @@ def test_pretrain_reports_steps_evals_pictures_and_end_in_order(pretrained):
     assert {"model", "optimizer", "scheduler", "rng"} <= set(state)
 
 
-def test_pretrain_same_seed_repeats_exactly(pretrained, tmp_path, cache_dir):
+def test_pretrain_same_seed_repeats_exactly_in_a_fresh_work_directory(pretrained, tmp_path):
+    # a new cache generates synthmed and trains the tokenizer again: both must come out the same
     cfg, _, first = pretrained
     again = Recorder()
-    pretrain(cfg, tmp_path, cache_dir, [again])
+    pretrain(cfg, tmp_path / "run", tmp_path / "fresh-cache", [again])
     assert again.losses() == first.losses()
 
 
@@ -127,6 +128,17 @@ def test_finetune_from_scratch_and_train_fraction(tmp_path, cache_dir):
     finetune(smoke(**{"finetune.train_fraction": 0.5}), "synth_cls", None, tmp_path / "b", cache_dir, [part])
     steps = lambda rec: sum(1 for e in rec.events if e[0] == "step")  # noqa: E731
     assert 0 < steps(part) < steps(full)
+
+
+def test_finetune_keep_model_returns_the_scored_model(tmp_path, cache_dir):
+    from m3ae.data import build_dataset, build_tokenizer
+
+    cfg = smoke()
+    result = finetune(cfg, "synth_cls", None, tmp_path, cache_dir, keep_model=True)
+    test_set = build_dataset("synth_cls", "test", cfg, build_tokenizer(cfg, cache_dir), cache_dir)
+    result.model.eval()
+    assert get_task("synth_cls").evaluate(result.model.backbone, result.model.head, test_set, cfg) == result.metrics
+    assert finetune(cfg, "synth_cls", None, tmp_path / "again", cache_dir).model is None
 
 
 def test_checkpoint_into_another_architecture_names_the_config_paths(pretrained, cache_dir):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +36,7 @@ class FinetuneResult:
     flops: float  # training FLOPs: counted on one step x steps
     val_metrics: dict | None = None  # the selected epoch's validation metrics
     best_epoch: int = 0
+    model: torch.nn.Module | None = field(default=None, repr=False)  # the scored TaskModel, with keep_model=True
 
 
 class TaskModel(torch.nn.Module):
@@ -53,9 +54,10 @@ class TaskModel(torch.nn.Module):
 
 
 def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=(), *,
-             parallel: DataParallel = SINGLE) -> FinetuneResult:
+             parallel: DataParallel = SINGLE, keep_model: bool = False) -> FinetuneResult:
     """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch.
-    `parallel`: this process's place in a data-parallel group (default: a single process)."""
+    `parallel`: this process's place in a data-parallel group (default: a single process).
+    `keep_model`: also return that epoch's model (analyses that score it further, in-process only)."""
     from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
     from m3ae.model import build_model
 
@@ -118,7 +120,7 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     test = _evaluate(spec, net, splits["test"], cfg)
     seconds = time.perf_counter() - start
     result = FinetuneResult(metrics=test, seconds=seconds, flops=float(flops_per_step) * step,
-                            val_metrics=best_val, best_epoch=best_epoch)
+                            val_metrics=best_val, best_epoch=best_epoch, model=net if keep_model else None)
     path = out_dir / "metrics.json"
     if parallel.is_main:
         path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
