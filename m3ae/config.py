@@ -400,7 +400,7 @@ def from_yaml(text: str, source: str = "<yaml>") -> Config:
 
 
 def flatten(cfg) -> dict[str, Any]:
-    """Dotted keys -> leaf values, e.g. {"model.mim.mask_ratio": 0.75, ...}."""
+    """Dotted keys -> leaf values of a config (or a nested dict), e.g. {"model.mim.mask_ratio": 0.75, ...}."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, value):
@@ -410,7 +410,7 @@ def flatten(cfg) -> dict[str, Any]:
         else:
             flat[prefix] = value
 
-    walk("", to_dict(cfg))
+    walk("", cfg if isinstance(cfg, dict) else to_dict(cfg))
     return flat
 
 
@@ -533,6 +533,12 @@ def apply_overrides(cfg: Config, overrides) -> Config:
     return from_dict(data)
 
 
+# data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
+# (the tokenizer is trained on the pre-training corpus alone)
+NOT_PRETRAINING_DATA = ("num_workers", "synth_vqa_images", "synth_questions_per_image", "synth_cls_pairs",
+                        "synth_irtr_pairs")
+
+
 def pretrain_view(cfg: Config) -> dict[str, Any]:
     """Only the settings that change what pre-training produces: the key of the
     pre-train cache. Fine-tuning settings and thread counts are left out."""
@@ -540,7 +546,8 @@ def pretrain_view(cfg: Config) -> dict[str, Any]:
     from m3ae.data.tokenizer import TOKENIZER_VERSION
 
     data = to_dict(cfg)
-    return {"model": data["model"], "data": {k: v for k, v in data["data"].items() if k != "num_workers"},
+    return {"model": data["model"],
+            "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
             # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
             "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION}}

@@ -47,6 +47,9 @@ def test_overrides_apply_to_any_field_and_change_keys():
     assert cfg.model.mim.masking == "block" and cfg.model.mlm.decoder == "transformer"
     assert pretrain_key(cfg) != pretrain_key(base) and trial_id(cfg) != trial_id(base)
     assert pretrain_key(apply_overrides(base, ["finetune.epochs=3"])) == pretrain_key(base)
+    for finetune_data in ("data.synth_vqa_images=30", "data.synth_questions_per_image=2", "data.num_workers=2"):
+        assert pretrain_key(apply_overrides(base, [finetune_data])) == pretrain_key(base), finetune_data
+    assert pretrain_key(apply_overrides(base, ["data.synth_pairs=300"])) != pretrain_key(base)
     assert apply_overrides(base, ["model.mim.mask_ratio=0.5"]).model.mim.mask_ratio == 0.5
 
 

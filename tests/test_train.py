@@ -99,6 +99,9 @@ def test_resume_continues_exactly(tmp_path, cache_dir):
     assert first.losses() + second.losses() == straight.losses()
     with pytest.raises(CheckpointMismatchError, match=r"pretrain\.lr: checkpoint 0\.001, config 0\.002"):
         pretrain(apply_overrides(cfg, {"pretrain.lr": 2e-3}), tmp_path / "paused", cache_dir)
+    # fine-tuning data sizes are not pre-training settings: the finished run is taken as it is
+    done = pretrain(apply_overrides(cfg, {"data.synth_vqa_images": 30}), tmp_path / "paused", cache_dir)
+    assert done.checkpoint == tmp_path / "paused" / "checkpoint.pt"
     a = load_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
     b = load_checkpoint(tmp_path / "paused" / "checkpoint.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)

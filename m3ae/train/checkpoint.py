@@ -80,8 +80,12 @@ def config_differences(saved: dict, cfg, prefix: str = "model.") -> list[str]:
     """'path: checkpoint X, config Y' for every leaf under `prefix` that differs."""
     from m3ae.config import from_dict
 
-    ours = {k: v for k, v in flatten(cfg).items() if k.startswith(prefix)}
-    theirs = {k: v for k, v in flatten(from_dict(saved)).items() if k.startswith(prefix)}
+    return flat_differences({k: v for k, v in flatten(from_dict(saved)).items() if k.startswith(prefix)},
+                            {k: v for k, v in flatten(cfg).items() if k.startswith(prefix)})
+
+
+def flat_differences(theirs: dict, ours: dict) -> list[str]:
+    """'path: checkpoint X, config Y' for every dotted key whose values differ."""
     return [f"{k}: checkpoint {theirs.get(k)!r}, config {ours.get(k)!r}"
             for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
 

@@ -21,9 +21,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from m3ae.config import ConfigError
+from m3ae.config import ConfigError, flatten, from_dict, pretrain_view
 from m3ae.train.callbacks import CallbackList
-from m3ae.train.checkpoint import (CheckpointMismatchError, config_differences, load_checkpoint,
+from m3ae.train.checkpoint import (CheckpointMismatchError, flat_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
 from m3ae.train.distributed import SINGLE, DataParallel
 from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
@@ -161,9 +161,8 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
 
 def _check_same_run(state: dict, cfg, path: Path) -> None:
     """Resuming is only exact for the same pre-training settings: refuse anything else."""
-    affects = ("model.", "data.", "pretrain.", "seed")
-    diffs = [d for d in config_differences(state["config"], cfg, prefix="")
-             if d.startswith(affects) and not d.startswith("data.num_workers")]
+    # what is compared is the pre-train cache key's view: fine-tuning settings may differ
+    diffs = flat_differences(flatten(pretrain_view(from_dict(state["config"]))), flatten(pretrain_view(cfg)))
     if diffs:
         raise CheckpointMismatchError(f"{path} belongs to another pre-training run ({'; '.join(diffs)}); "
                                       f"use a fresh output folder")
