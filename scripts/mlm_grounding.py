@@ -10,9 +10,13 @@ predicting the masked words: near zero means the text side learned alone.
 from __future__ import annotations
 
 import argparse
+import collections
 from pathlib import Path
 
 import torch
+
+
+CATEGORIES = ("modality", "region", "kind", "size", "shape", "intensity", "side", "position")
 
 
 def main(argv=None) -> None:
@@ -33,18 +37,62 @@ def main(argv=None) -> None:
     model = build_model(cfg.model, text_vocab(tokenizer))
     load_model_weights(model, load_checkpoint(args.checkpoint), cfg, source=str(args.checkpoint))
     model.eval()
-    accuracy = {}
+    categories = word_categories(tokenizer)
+    hits: dict[str, dict[str, list[int]]] = {}
     with torch.no_grad():
         for images in ("true", "shuffled"):
             torch.manual_seed(0)  # the same masked words in both passes
-            correct = []
+            hits[images] = collections.defaultdict(list)
             for batch in make_loader(pairs, 64, train=False, cfg=cfg, seed=0):
                 pixels = batch.images if images == "true" else batch.images.roll(1, dims=0)
-                correct.append(model.forward_mlm(model.encode_image(pixels), batch).metrics["mlm_acc"])
-            accuracy[images] = 100 * sum(correct) / len(correct)
-    print(f"MLM accuracy on {len(pairs)} validation pairs: true images {accuracy['true']:.1f}%, "
-          f"shuffled images {accuracy['shuffled']:.1f}%, image adds {accuracy['true'] - accuracy['shuffled']:+.1f}")
+                targets, predicted = masked_predictions(model, model.encode_image(pixels), batch)
+                for target, guess in zip(targets.tolist(), predicted.tolist()):
+                    for name in ("all", categories.get(target, "other words")):
+                        hits[images][name].append(int(target == guess))
+    rate = lambda values: 100 * sum(values) / max(len(values), 1)  # noqa: E731
+    true, shuffled = rate(hits["true"]["all"]), rate(hits["shuffled"]["all"])
+    print(f"MLM accuracy on {len(pairs)} validation pairs: true images {true:.1f}%, "
+          f"shuffled images {shuffled:.1f}%, image adds {true - shuffled:+.1f}")
+    print("| masked word | n | true images | shuffled | image adds |\n|---|---|---|---|---|")
+    for name in [*CATEGORIES, "other words"]:
+        if hits["true"][name]:
+            a, b = rate(hits["true"][name]), rate(hits["shuffled"][name])
+            print(f"| {name} | {len(hits['true'][name])} | {a:.1f} | {b:.1f} | {a - b:+.1f} |")
 
+
+def word_categories(tokenizer) -> dict[int, str]:
+    """Token id -> the scene attribute its word names (single-piece words of the synthmed vocabulary)."""
+    from m3ae.data.synthmed import text as T
+
+    vocab = tokenizer.get_vocab()
+    words = {"modality": T.MODALITY_WORDS, "region": T.REGION_WORDS, "kind": T.KIND_WORDS, "size": T.SIZE_WORDS,
+             "shape": T.SHAPE_WORDS, "intensity": {m: w for by in T.INTENSITY_WORDS.values() for m, w in by.items()},
+             "side": {s: [s] for s in ("left", "right")}, "position": {p: [p] for p in ("upper", "middle", "lower")}}
+    ids = {}
+    for name in CATEGORIES:
+        for phrases in words[name].values():
+            for phrase in phrases:
+                for word in phrase.lower().split():
+                    if word in vocab and word not in ("of", "the", "scan", "image", "lesion"):
+                        ids.setdefault(vocab[word], name)
+    return ids
+
+
+def masked_predictions(model, image_tokens, batch):
+    """(targets, arg-max predictions) of the masked tokens, as M3AE.forward_mlm scores them."""
+    from m3ae.model.masking import IGNORE_INDEX, corrupt_tokens
+    from m3ae.registry import TEXT_MASKING
+
+    cfg = model.cfg.mlm
+    mask = TEXT_MASKING.get(cfg.masking)(batch.input_ids, batch.attention_mask, batch.word_ids, model.vocab,
+                                         cfg.mask_ratio)
+    corrupted, labels = corrupt_tokens(batch.input_ids, mask, model.vocab)
+    layer = model._layer(cfg.recon_layer)
+    states = model.fuse(image_tokens, model.encode_text(corrupted, batch.attention_mask), batch.attention_mask,
+                        layer, streams="text")
+    select = labels != IGNORE_INDEX
+    logits = model.objectives["mlm"].decoder(states.text[layer], batch.attention_mask, select)
+    return labels[select], logits.argmax(dim=-1)
 
 if __name__ == "__main__":
     main()

@@ -201,3 +201,20 @@ def test_task_split_sizes_and_labels(task, tmp_path):
         assert set(meta["answers"]) == all_answers
     if task == "synth_cls":
         assert meta["classes"] == ["normal", *KINDS]
+
+
+def test_synth_vqa_eval_images_sets_val_and_test_apart_from_training(tmp_path):
+    import dataclasses
+
+    from m3ae.config import ConfigError
+
+    data = dataclasses.replace(SMALL, synth_vqa_images=30, synth_vqa_eval_images=10)
+    assert tasks.split_sizes("synth_vqa", data) == {"train": 10, "val": 10, "test": 10}
+    assert tasks.split_sizes("synth_cls", data) == tasks.split_sizes("synth_cls", SMALL)  # synth_vqa only
+    # the training images do not depend on how many are held out
+    a = tasks.load_split("synth_vqa", "train", data, 16, tmp_path)
+    b = tasks.load_split("synth_vqa", "train", dataclasses.replace(data, synth_vqa_images=14, synth_vqa_eval_images=2),
+                         16, tmp_path)
+    assert np.array_equal(np.asarray(a.images), np.asarray(b.images))
+    with pytest.raises(ConfigError, match=r"data\.synth_vqa_images: must leave at least 4 training images"):
+        dataclasses.replace(SMALL, synth_vqa_images=20, synth_vqa_eval_images=9)

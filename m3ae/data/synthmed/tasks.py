@@ -8,7 +8,9 @@ the reports (the tokenizer's corpus) can be produced without rendering.
 
 Split sizes: synth_pairs has `data.synth_pairs` training pairs plus val and
 test of max(16, n/20) each; the fine-tuning tasks split their totals
-(`synth_vqa_images` images, `synth_cls_pairs`, `synth_irtr_pairs`) 60/20/20.
+(`synth_vqa_images` images, `synth_cls_pairs`, `synth_irtr_pairs`) 60/20/20;
+`synth_vqa_eval_images`, when set, is the size of synth_vqa's val and test
+splits instead (a small training set evaluated on many images).
 """
 
 from __future__ import annotations
@@ -39,12 +41,15 @@ def split_sizes(task: str, data) -> dict[str, int]:
     total = {"synth_vqa": data.synth_vqa_images, "synth_cls": data.synth_cls_pairs,
              "synth_irtr": data.synth_irtr_pairs}[task]
     held = max(4, round(total * 0.2))
+    if task == "synth_vqa" and data.synth_vqa_eval_images:  # few labels, but evaluated on many
+        held = data.synth_vqa_eval_images
     return {"train": max(4, total - 2 * held), "val": held, "test": held}
 
 
 def settings(task: str, data, image_size: int) -> dict:
     """Everything the generated content depends on: the cache key."""
-    keep = {"synth_pairs": ["synth_pairs"], "synth_vqa": ["synth_vqa_images", "synth_questions_per_image"],
+    keep = {"synth_pairs": ["synth_pairs"],
+            "synth_vqa": ["synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"],
             "synth_cls": ["synth_cls_pairs"], "synth_irtr": ["synth_irtr_pairs"]}[task]
     return {"generator": GENERATOR_VERSION, "task": task, "synth_seed": data.synth_seed, "image_size": image_size,
             **{k: getattr(data, k) for k in keep}}
