@@ -1,10 +1,14 @@
 """Does a pre-trained model's MLM look at the image? MLM accuracy on validation pairs, true vs shuffled images.
 
-    .venv/bin/python scripts/mlm_grounding.py RUN/pretrain/checkpoint.pt --set pretrain.steps=1500
+    .venv/bin/python scripts/mlm_grounding.py RUN/pretrain/checkpoint.pt --cache RUN/cache
+    .venv/bin/python scripts/mlm_grounding.py CKPT --set model.mim.enabled=false   # an MLM + ITM checkpoint
 
 The same words are masked in both passes (fixed seed); only the images differ
 (each report gets the next report's image). The gap is what the image adds to
-predicting the masked words: near zero means the text side learned alone.
+predicting the masked words: near zero means the text side learned alone. The
+table splits it by the scene attribute a masked word names (modality, region,
+a finding's kind, size, shape, intensity, side, position; the rest are the
+report's other words).
 """
 
 from __future__ import annotations
@@ -45,8 +49,8 @@ def main(argv=None) -> None:
             hits[images] = collections.defaultdict(list)
             for batch in make_loader(pairs, 64, train=False, cfg=cfg, seed=0):
                 pixels = batch.images if images == "true" else batch.images.roll(1, dims=0)
-                targets, predicted = masked_predictions(model, model.encode_image(pixels), batch)
-                for target, guess in zip(targets.tolist(), predicted.tolist()):
+                out = model.forward_mlm(model.encode_image(pixels), batch)  # pred: logits of the masked tokens
+                for target, guess in zip(out.target.tolist(), out.pred.argmax(dim=-1).tolist()):
                     for name in ("all", categories.get(target, "other words")):
                         hits[images][name].append(int(target == guess))
     rate = lambda values: 100 * sum(values) / max(len(values), 1)  # noqa: E731
@@ -65,8 +69,10 @@ def word_categories(tokenizer) -> dict[int, str]:
     from m3ae.data.synthmed import text as T
 
     vocab = tokenizer.get_vocab()
+    intensity = {f"{modality}-{level}": phrases for modality, by_level in T.INTENSITY_WORDS.items()
+                 for level, phrases in by_level.items()}  # each modality has its own words
     words = {"modality": T.MODALITY_WORDS, "region": T.REGION_WORDS, "kind": T.KIND_WORDS, "size": T.SIZE_WORDS,
-             "shape": T.SHAPE_WORDS, "intensity": {m: w for by in T.INTENSITY_WORDS.values() for m, w in by.items()},
+             "shape": T.SHAPE_WORDS, "intensity": intensity,
              "side": {s: [s] for s in ("left", "right")}, "position": {p: [p] for p in ("upper", "middle", "lower")}}
     ids = {}
     for name in CATEGORIES:
@@ -77,22 +83,6 @@ def word_categories(tokenizer) -> dict[int, str]:
                         ids.setdefault(vocab[word], name)
     return ids
 
-
-def masked_predictions(model, image_tokens, batch):
-    """(targets, arg-max predictions) of the masked tokens, as M3AE.forward_mlm scores them."""
-    from m3ae.model.masking import IGNORE_INDEX, corrupt_tokens
-    from m3ae.registry import TEXT_MASKING
-
-    cfg = model.cfg.mlm
-    mask = TEXT_MASKING.get(cfg.masking)(batch.input_ids, batch.attention_mask, batch.word_ids, model.vocab,
-                                         cfg.mask_ratio)
-    corrupted, labels = corrupt_tokens(batch.input_ids, mask, model.vocab)
-    layer = model._layer(cfg.recon_layer)
-    states = model.fuse(image_tokens, model.encode_text(corrupted, batch.attention_mask), batch.attention_mask,
-                        layer, streams="text")
-    select = labels != IGNORE_INDEX
-    logits = model.objectives["mlm"].decoder(states.text[layer], batch.attention_mask, select)
-    return labels[select], logits.argmax(dim=-1)
 
 if __name__ == "__main__":
     main()

@@ -26,7 +26,8 @@ from m3ae.registry import ITM_NEGATIVES, LANGUAGE_DECODERS, OBJECTIVES, VISION_D
 class LossOutput:
     loss: torch.Tensor  # scalar
     metrics: dict[str, float] = field(default_factory=dict)
-    pred: torch.Tensor | None = None  # MIM: [B, N, P] in the target's (normalised) space
+    pred: torch.Tensor | None = None  # MIM: [B, N, P] in the target's (normalised) space; MLM: [M, V] logits
+    target: torch.Tensor | None = None  # MLM: [M] ids of the masked tokens, in the order of `pred`
 
 
 # --------------------------------------------------------------------------- MIM
@@ -84,7 +85,7 @@ class MLMObjective(nn.Module):
             return LossOutput(logits.sum() * 0.0, {"mlm_acc": 0.0})
         loss = F.cross_entropy(logits.float(), targets)
         acc = (logits.argmax(dim=-1) == targets).float().mean().item()
-        return LossOutput(loss, {"mlm_acc": acc})
+        return LossOutput(loss, {"mlm_acc": acc}, pred=logits, target=targets)
 
 
 @OBJECTIVES.register("mlm")
