@@ -1,0 +1,106 @@
+"""Can the profile's image encoder learn synthmed findings from pixels at all? A supervised probe.
+
+    .venv/bin/python scripts/finding_probe.py --cache RUN/cache                 # laptop profile, 3,000 steps
+    .venv/bin/python scripts/finding_probe.py --set model.vision.patch_size=4 --steps 1500
+
+Trains the profile's vision encoder from scratch, with a linear read-out of all
+its tokens, on the synth_pairs training images. For each of the 6 finding
+slots (side x position) it predicts the finding's kind, or that the slot is
+empty, and it predicts the size of each present finding. No text is involved.
+If this direct supervision cannot locate findings in a budget like
+pre-training's, MLM and ITM cannot ground the finding words either: the image
+is the bottleneck, not the cross-modal objectives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def slot_targets(scenes) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 6] kind + 1 per slot (0 = empty) and [N, 6] size per slot (-1 = empty)."""
+    from m3ae.data.synthmed.scene import MAX_FINDINGS, POSITIONS
+
+    n = len(scenes)
+    kind, size = np.zeros((n, 6), np.int64), np.full((n, 6), -1, np.int64)
+    for k in range(MAX_FINDINGS):
+        idx = np.flatnonzero(scenes.count > k)
+        slot = scenes.side[idx, k] * len(POSITIONS) + scenes.position[idx, k]
+        kind[idx, slot], size[idx, slot] = scenes.kind[idx, k] + 1, scenes.size[idx, k]
+    return kind, size
+
+
+def load(split: str, cfg, cache: Path):
+    from m3ae.batch import IMAGE_MEAN, IMAGE_STD
+    from m3ae.data.synthmed import tasks
+
+    data = tasks.load_split("synth_pairs", split, cfg.data, cfg.model.vision.image_size, cache)
+    images = torch.from_numpy(np.array(data.images)).float().div(255)[:, None].expand(-1, 3, -1, -1)
+    images = (images - torch.tensor(IMAGE_MEAN)[:, None, None]) / torch.tensor(IMAGE_STD)[:, None, None]
+    kind, size = slot_targets(data.scenes)
+    return images, torch.from_numpy(kind), torch.from_numpy(size)
+
+
+def main(argv=None) -> None:
+    from m3ae.config import apply_overrides, profile
+    from m3ae.data.synthmed import tasks
+    from m3ae.data.synthmed.scene import KINDS, SIZES
+    from m3ae.registry import VISION_ENCODERS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="laptop")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--cache", type=Path, default=Path("ablate-runs/cache"), help="data cache")
+    args = parser.parse_args(argv)
+    cfg = apply_overrides(profile(args.profile), args.overrides)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads or 1)
+
+    tasks.build_task("synth_pairs", cfg.data, cfg.model.vision.image_size, args.cache)
+    train_x, train_kind, train_size = load("train", cfg, args.cache)
+    val_x, val_kind, val_size = load("val", cfg, args.cache)
+    encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
+    with torch.no_grad():
+        tokens = encoder(val_x[:2]).shape  # [2, L, D]
+    readout = torch.nn.Linear(tokens[1] * tokens[2], 6 * (1 + len(KINDS)) + 6 * len(SIZES))
+    params = list(encoder.parameters()) + list(readout.parameters())
+    optimizer = torch.optim.AdamW(params, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay)
+
+    def predict(x):
+        out = readout(encoder(x).flatten(1))
+        return out[:, :6 * (1 + len(KINDS))].view(-1, 6, 1 + len(KINDS)), out[:, 6 * (1 + len(KINDS)):].view(-1, 6, 3)
+
+    occupied = val_kind > 0
+    print(f"{len(train_x)} training images; chance: slot empty or not {1 - occupied.float().mean():.2f} "
+          f"(always 'empty'), kind {1 / len(KINDS):.2f}, size {1 / len(SIZES):.2f}")
+    start = time.perf_counter()
+    for step in range(1, args.steps + 1):
+        i = torch.randint(0, len(train_x), (cfg.pretrain.batch_size,))
+        kind, size = predict(train_x[i])
+        present = train_size[i] >= 0
+        loss = F.cross_entropy(kind.flatten(0, 1), train_kind[i].flatten()) + F.cross_entropy(
+            size[present], train_size[i][present])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 500 == 0 or step == args.steps:
+            encoder.eval()
+            with torch.no_grad():
+                kind, size = predict(val_x)
+            encoder.train()
+            guess = kind.argmax(-1)
+            print(f"step {step} ({time.perf_counter() - start:.0f} s): slot empty or not "
+                  f"{((guess > 0) == occupied).float().mean():.3f}, kind of a present finding "
+                  f"{(guess[occupied] == val_kind[occupied]).float().mean():.3f}, size "
+                  f"{(size.argmax(-1)[occupied] == val_size[occupied]).float().mean():.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
