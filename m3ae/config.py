@@ -228,7 +228,8 @@ class DataConfig:
     def __post_init__(self):
         _check(self.synth_pairs >= 8, "data.synth_pairs", "must be at least 8")
         _check(self.synth_vqa_eval_images >= 0, "data.synth_vqa_eval_images", "must be non-negative")
-        _check(self.synth_vqa_images - 2 * self.synth_vqa_eval_images >= 4, "data.synth_vqa_images",
+        _check(self.synth_vqa_eval_images == 0 or self.synth_vqa_images - 2 * self.synth_vqa_eval_images >= 4,
+               "data.synth_vqa_images",
                f"must leave at least 4 training images after 2 x data.synth_vqa_eval_images "
                f"({self.synth_vqa_eval_images}) for val and test, got {self.synth_vqa_images}")
         _check(self.vocab_size >= 100, "data.vocab_size", "must be at least 100")

@@ -4,8 +4,8 @@
     .venv/bin/python scripts/finding_probe.py --set model.vision.patch_size=4 --steps 1500
 
 Trains the profile's vision encoder from scratch, with a linear read-out of all
-its tokens, on the synth_pairs training images. For each of the 6 finding
-slots (side x position) it predicts the finding's kind, or that the slot is
+its tokens, on the synth_pairs training images. For each finding slot
+(side x position, 6) it predicts the finding's kind, or that the slot is
 empty, and it predicts the size of each present finding. No text is involved.
 If this direct supervision cannot locate findings in a budget like
 pre-training's, MLM and ITM cannot ground the finding words either: the image
@@ -22,13 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from m3ae.data.synthmed.scene import KINDS, MAX_FINDINGS, POSITIONS, SIDES, SIZES
+
+SLOTS = len(SIDES) * len(POSITIONS)  # where a finding can sit: slot = side * len(POSITIONS) + position
+
 
 def slot_targets(scenes) -> tuple[np.ndarray, np.ndarray]:
-    """[N, 6] kind + 1 per slot (0 = empty) and [N, 6] size per slot (-1 = empty)."""
-    from m3ae.data.synthmed.scene import MAX_FINDINGS, POSITIONS
-
+    """[N, SLOTS] kind + 1 per slot (0 = empty) and [N, SLOTS] size per slot (-1 = empty)."""
     n = len(scenes)
-    kind, size = np.zeros((n, 6), np.int64), np.full((n, 6), -1, np.int64)
+    kind, size = np.zeros((n, SLOTS), np.int64), np.full((n, SLOTS), -1, np.int64)
     for k in range(MAX_FINDINGS):
         idx = np.flatnonzero(scenes.count > k)
         slot = scenes.side[idx, k] * len(POSITIONS) + scenes.position[idx, k]
@@ -37,12 +39,11 @@ def slot_targets(scenes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(split: str, cfg, cache: Path):
-    from m3ae.batch import IMAGE_MEAN, IMAGE_STD
+    from m3ae.data.collate import normalize
     from m3ae.data.synthmed import tasks
 
     data = tasks.load_split("synth_pairs", split, cfg.data, cfg.model.vision.image_size, cache)
-    images = torch.from_numpy(np.array(data.images)).float().div(255)[:, None].expand(-1, 3, -1, -1)
-    images = (images - torch.tensor(IMAGE_MEAN)[:, None, None]) / torch.tensor(IMAGE_STD)[:, None, None]
+    images = normalize(torch.from_numpy(np.array(data.images)).float().div(255)[:, None].expand(-1, 3, -1, -1))
     kind, size = slot_targets(data.scenes)
     return images, torch.from_numpy(kind), torch.from_numpy(size)
 
@@ -50,7 +51,6 @@ def load(split: str, cfg, cache: Path):
 def main(argv=None) -> None:
     from m3ae.config import apply_overrides, profile
     from m3ae.data.synthmed import tasks
-    from m3ae.data.synthmed.scene import KINDS, SIZES
     from m3ae.registry import VISION_ENCODERS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -69,13 +69,15 @@ def main(argv=None) -> None:
     encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
     with torch.no_grad():
         tokens = encoder(val_x[:2]).shape  # [2, L, D]
-    readout = torch.nn.Linear(tokens[1] * tokens[2], 6 * (1 + len(KINDS)) + 6 * len(SIZES))
+    kinds = 1 + len(KINDS)  # "empty" and each kind
+    readout = torch.nn.Linear(tokens[1] * tokens[2], SLOTS * (kinds + len(SIZES)))
     params = list(encoder.parameters()) + list(readout.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay)
 
     def predict(x):
-        out = readout(encoder(x).flatten(1))
-        return out[:, :6 * (1 + len(KINDS))].view(-1, 6, 1 + len(KINDS)), out[:, 6 * (1 + len(KINDS)):].view(-1, 6, 3)
+        """-> kind logits [B, SLOTS, kinds], size logits [B, SLOTS, len(SIZES)]."""
+        kind, size = readout(encoder(x).flatten(1)).split([SLOTS * kinds, SLOTS * len(SIZES)], dim=1)
+        return kind.view(-1, SLOTS, kinds), size.view(-1, SLOTS, len(SIZES))
 
     occupied = val_kind > 0
     print(f"{len(train_x)} training images; chance: slot empty or not {1 - occupied.float().mean():.2f} "

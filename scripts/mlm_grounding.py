@@ -67,13 +67,14 @@ def main(argv=None) -> None:
 def word_categories(tokenizer) -> dict[int, str]:
     """Token id -> the scene attribute its word names (single-piece words of the synthmed vocabulary)."""
     from m3ae.data.synthmed import text as T
+    from m3ae.data.synthmed.scene import POSITIONS, SIDES
 
     vocab = tokenizer.get_vocab()
     intensity = {f"{modality}-{level}": phrases for modality, by_level in T.INTENSITY_WORDS.items()
                  for level, phrases in by_level.items()}  # each modality has its own words
     words = {"modality": T.MODALITY_WORDS, "region": T.REGION_WORDS, "kind": T.KIND_WORDS, "size": T.SIZE_WORDS,
              "shape": T.SHAPE_WORDS, "intensity": intensity,
-             "side": {s: [s] for s in ("left", "right")}, "position": {p: [p] for p in ("upper", "middle", "lower")}}
+             "side": {s: [s] for s in SIDES}, "position": {p: [p] for p in POSITIONS}}
     ids = {}
     for name in CATEGORIES:
         for phrases in words[name].values():
