@@ -10,7 +10,7 @@ import pytest
 
 from m3ae.config import DataConfig
 from m3ae.data.synthmed import tasks
-from m3ae.data.synthmed.render import render, render_float
+from m3ae.data.synthmed.render import SLOT_X, SLOT_Y, render, render_float
 from m3ae.data.synthmed.scene import (FINDING_ATTRS, INTENSITIES, KINDS, MODALITIES, REGIONS, SHAPES, SIZES,
                                       primary_finding, sample_scenes)
 from m3ae.data.synthmed.text import INTENSITY_ANSWER, noun
@@ -68,6 +68,25 @@ def test_every_finding_is_visible():
     for attr, vocab in (("kind", KINDS), ("intensity", INTENSITIES), ("size", SIZES)):
         for value in range(len(vocab)):
             assert np.median(strength[getattr(scenes, attr)[:, 0] == value]) > 0.15, (attr, vocab[value])
+
+
+def test_kinds_are_told_apart_at_48_px():
+    """A nearest-centroid classifier on the pixels a finding changes (a 14 px crop
+    at its slot) tells the 5 kinds apart well above chance at the laptop's 48 px
+    (generator version 2's fine textures gave 0.29, this one 0.45; chance 0.2)."""
+    n, size = 1500, 48
+    scenes = sample_scenes(n, np.random.default_rng(2))
+    scenes.count[:] = 1
+    change = np.abs(render_float(scenes, size, np.random.default_rng(3), findings=True)
+                    - render_float(scenes, size, np.random.default_rng(3), findings=False))
+    cx = ((1 + np.asarray(SLOT_X)[scenes.side[:, 0]]) * size / 2).astype(int)
+    cy = ((1 + np.asarray(SLOT_Y)[scenes.position[:, 0]]) * size / 2).astype(int)
+    crops = np.stack([change[i, y - 7:y + 7, x - 7:x + 7].ravel() for i, (x, y) in enumerate(zip(cx, cy))])
+    crops /= np.linalg.norm(crops, axis=1, keepdims=True) + 1e-6
+    kind, train, test = scenes.kind[:, 0], slice(0, 1000), slice(1000, n)
+    centroids = np.stack([crops[train][kind[train] == k].mean(0) for k in range(len(KINDS))])
+    predicted = np.argmin(((crops[test][:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (predicted == kind[test]).mean() > 0.38
 
 
 def test_near_miss_pairs_differ_in_exactly_one_attribute():

@@ -8,10 +8,12 @@ works. A scene is painted in three passes:
      fluid and fat, dark bone; X-ray: flat projection-like levels);
   2. findings: a shape (round, oval, lobulated, irregular) painted at its
      side/position slot with a grey level set by its intensity (hyper bright,
-     hypo dark, iso mid-grey) and a kind-specific pattern (mass: textured;
-     cyst: thin bright wall; nodule: soft edge; fluid: flat upper level;
-     abscess: thick rim), plus an outline contrasting with the surrounding tissue so that every finding
-     stays visible (iso findings, hypo findings in the dark lungs);
+     hypo dark, iso mid-grey but a step off the tissue around it) and a
+     kind-specific layout coarse enough to read at 48 px (mass: solid; cyst:
+     a ring; nodule: a solid core inside an empty rim; fluid: the lower half,
+     a flat level; abscess: solid with a core of the opposite brightness),
+     plus an outline contrasting with the surrounding tissue so that every
+     finding stays visible (iso findings, hypo findings in the dark lungs);
   3. modality look: CT sharp with light noise in a circular field of view,
      MRI with a smooth bias field and Rician noise, X-ray blurred with
      vignetting and film grain.
@@ -29,13 +31,13 @@ from m3ae.data.synthmed.scene import MAX_FINDINGS, Scenes
 # organ1/2/3: brain = parenchyma/ventricles; chest = lungs/heart; abdomen = liver/kidneys/spleen.
 _LEVELS = {
     0: {"background": 0.02, "soft": 0.42, "bone": 0.95,
-        0: {"organ1": 0.55, "organ2": 0.20}, 1: {"organ1": 0.07, "organ2": 0.52},
+        0: {"organ1": 0.55, "organ2": 0.20}, 1: {"organ1": 0.18, "organ2": 0.52},
         2: {"organ1": 0.60, "organ2": 0.68, "organ3": 0.52}},
     1: {"background": 0.02, "soft": 0.70, "bone": 0.12,
-        0: {"organ1": 0.45, "organ2": 0.92}, 1: {"organ1": 0.05, "organ2": 0.30},
+        0: {"organ1": 0.45, "organ2": 0.92}, 1: {"organ1": 0.15, "organ2": 0.40},
         2: {"organ1": 0.32, "organ2": 0.62, "organ3": 0.50}},
     2: {"background": 0.12, "soft": 0.38, "bone": 0.88,
-        0: {"organ1": 0.42, "organ2": 0.40}, 1: {"organ1": 0.16, "organ2": 0.60},
+        0: {"organ1": 0.42, "organ2": 0.40}, 1: {"organ1": 0.24, "organ2": 0.60},
         2: {"organ1": 0.46, "organ2": 0.44, "organ3": 0.44}},
 }
 
@@ -52,9 +54,11 @@ _ANATOMY = {
 }
 
 SLOT_X = (0.42, -0.42)  # side left, right (radiological: patient's left on the image right)
-SLOT_Y = (-0.42, 0.0, 0.42)  # position upper, middle, lower
-RADII = (0.085, 0.13, 0.19)  # size small, medium, large (fraction of the half-width)
-TARGET = (0.86, 0.16, 0.50)  # intensity hyper, hypo, iso
+SLOT_Y = (-0.46, 0.0, 0.46)  # position upper, middle, lower
+RADII = (0.12, 0.17, 0.23)  # size small, medium, large (fraction of the half-width)
+TARGET = (0.95, 0.04, 0.50)  # intensity hyper, hypo, iso
+ISO_STEP = 0.22  # how far an iso finding sits from the tissue around it
+CORE = 0.5  # the core zone of a finding: normalised distance below this
 CHUNK = 512  # scenes per vectorised pass; fixed, as the order of noise draws depends on it
 
 
@@ -140,7 +144,13 @@ def _lookup(modality, region, structure):
 
 
 def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
-    """Paint finding slot k of every scene in `s` (all have it)."""
+    """Paint finding slot k of every scene in `s` (all have it).
+
+    A kind is a layout of two zones, the core (d < 0.5) and the periphery, that
+    stays legible at a few pixels across: mass solid; cyst a ring around a core
+    of the surrounding tissue; nodule a solid core inside an empty rim; fluid
+    the lower half (a flat fluid level); abscess solid with a core of the
+    opposite brightness."""
     col = lambda a: a[:, None, None]  # noqa: E731 - [B] -> [B, 1, 1]
     radius = col(np.asarray(RADII, np.float32)[s.size[:, k]])
     jitter = s.jitter[:, k].astype(np.float32)
@@ -148,22 +158,18 @@ def _paint_finding(image, x, y, s: Scenes, k: int, size: int):
     cy = col(np.asarray(SLOT_Y, np.float32)[s.position[:, k]] + 0.04 * jitter[:, 1])
     angle, phase = col(jitter[:, 2]), col(jitter[:, 3])
     d = _shape_distance(x, y, cx, cy, radius, angle, phase, s.shape[:, k])
-    lx, ly = (x - cx) / radius, (y - cy) / radius  # local coordinates, radius 1
     target = col(np.asarray(TARGET, np.float32)[s.intensity[:, k]])
+    # iso: mid grey, but at least a step off the tissue's own level so that its layout stays legible
+    step_off = np.where(image > 0.5, image - ISO_STEP, image + ISO_STEP)
+    iso = np.where(np.abs(image - TARGET[2]) < ISO_STEP, step_off, np.float32(TARGET[2]))
+    target = np.where(col(s.intensity[:, k]) == 2, iso, target)
     kind = col(s.kind[:, k])
     inside = _alpha(d, radius, size)
-    value = np.broadcast_to(target, d.shape).copy()
-    alpha = inside.copy()
-    # kind patterns, chosen per scene with np.where (all arrays [B, S, S])
-    texture = 0.5 * (np.sin(5 * lx + phase) + np.sin(4 * ly - 2 * phase))
-    value = np.where(kind == 0, target + 0.13 * texture, value)  # mass: heterogeneous
-    wall = np.clip(1 - np.abs(d - 0.9) * radius * size / 2, 0, 1)
-    value = np.where(kind == 1, target + wall * (0.97 - target), value)  # cyst: thin bright wall
-    alpha = np.where(kind == 2, np.exp(-2.5 * d ** 2), alpha)  # nodule: soft edge
-    level = np.clip((ly + 0.15) * radius * size / 2 + 0.5, 0, 1)
-    alpha = np.where(kind == 3, inside * level, alpha)  # fluid: flat upper level
-    rim = np.where(target < 0.5, np.float32(0.92), np.float32(0.12))
-    value = np.where((kind == 4) & (d > 0.55), rim, value)  # abscess: thick rim
+    core = _alpha(d / CORE, radius * CORE, size)
+    below_level = np.clip((y - cy) * size / 2 + 0.5, 0, 1)
+    alpha = np.select([kind == 1, kind == 2, kind == 3], [inside * (1 - core), core, inside * below_level], inside)
+    opposite = np.where(target > 0.3, np.float32(TARGET[1]), np.float32(TARGET[0]))
+    value = np.where(kind == 4, target + core * (opposite - target), target)
     before = image
     image = image + alpha * (value - image)
     # an outline contrasting with the tissue around it: dark on bright tissue,

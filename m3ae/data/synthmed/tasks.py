@@ -27,7 +27,7 @@ from m3ae.data.synthmed.render import render
 from m3ae.data.synthmed.scene import (INTENSITIES, KINDS, MAX_FINDINGS, MODALITIES, POSITIONS, REGIONS, SHAPES,
                                       SIDES, SIZES, Scenes, primary_finding, sample_scenes)
 
-GENERATOR_VERSION = 2  # bump when the generator's output changes: old cache entries are then ignored
+GENERATOR_VERSION = 3  # bump when the generator's output changes: old cache entries are then ignored
 SPLITS = ("train", "val", "test")
 TASKS = ("synth_pairs", "synth_vqa", "synth_cls", "synth_irtr")
 CLS_CLASSES = ("normal",) + KINDS
