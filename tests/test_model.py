@@ -231,7 +231,8 @@ def test_itm_negatives_are_other_images_and_follow_the_ratio(sampler):
     torch.manual_seed(0)
     image_ids = torch.tensor([0, 0, 1, 2, 3, 4, 5, 6, 7, 8])  # texts 0 and 1 describe the same image
     candidates = image_ids[None, :] != image_ids[:, None]
-    weights = ITM_NEGATIVES.get(sampler)(torch.randn(10, 16), torch.randn(10, 16))
+    ids = torch.randint(1, 50, (10, 6))
+    weights = ITM_NEGATIVES.get(sampler)(torch.randn(10, 16), torch.randn(10, 16), ids, torch.ones_like(ids))
     index, labels = itm_pairs(candidates, weights, 0.5)
     assert int((labels == 0).sum()) == 5
     negatives = labels == 0
@@ -239,14 +240,31 @@ def test_itm_negatives_are_other_images_and_follow_the_ratio(sampler):
     assert (index[~negatives] == torch.arange(10)[~negatives]).all()
 
 
+def _picks(weights: torch.Tensor) -> torch.Tensor:
+    """The negative drawn for each of 8 texts, 20 times over."""
+    candidates = ~torch.eye(8, dtype=torch.bool)
+    return torch.stack([itm_pairs(candidates, weights, 0.99)[0] for _ in range(20)])
+
+
 def test_hard_negatives_prefer_similar_pairs():
     torch.manual_seed(0)
     features = torch.eye(4).repeat_interleave(2, dim=0) + 0.01 * torch.randn(8, 4)  # 4 clusters of two
-    weights = ITM_NEGATIVES.get("hard")(features, features)
-    candidates = ~torch.eye(8, dtype=torch.bool)
-    picks = torch.stack([itm_pairs(candidates, weights, 0.99)[0] for _ in range(20)])
+    ids = torch.zeros(8, 3, dtype=torch.long)
+    weights = ITM_NEGATIVES.get("hard")(features, features, ids, torch.ones_like(ids))
     partner = torch.arange(8) ^ 1  # the other member of each cluster
-    assert (picks == partner).float().mean() > 0.9
+    assert (_picks(weights) == partner).float().mean() > 0.9
+
+
+def test_text_overlap_negatives_prefer_reports_that_share_words():
+    torch.manual_seed(0)
+    # 4 pairs of reports: both of a pair share their first three words, every report ends in its own word;
+    # padding (id 0, attention 0) must not count as a shared word
+    ids = torch.tensor([[10 + i // 2, 20 + i // 2, 30 + i // 2, 40 + i, 0, 0] for i in range(8)])
+    attention = (ids > 0).long()
+    unused = torch.randn(8, 4)  # the sampler reads only the words
+    weights = ITM_NEGATIVES.get("text_overlap")(unused, unused, ids, attention)
+    partner = torch.arange(8) ^ 1
+    assert (_picks(weights) == partner).float().mean() > 0.9
 
 
 # --------------------------------------------------------------------------- contract tests

@@ -130,15 +130,16 @@ class M3AE(nn.Module):
         states = self.fuse(image_tokens, text_tokens, batch.attention_mask, layer, streams="text")
         return self.objectives["mlm"](states.text[layer], batch.attention_mask, labels)
 
-    def forward_itm(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
-                    image_ids: torch.Tensor | None) -> LossOutput:
+    def forward_itm(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, input_ids: torch.Tensor,
+                    attention_mask: torch.Tensor, image_ids: torch.Tensor | None) -> LossOutput:
         """Swap a share of the images for negatives (another image of the batch), classify matched or not."""
         cfg = self.cfg.itm
         b = image_tokens.shape[0]
         if image_ids is None:  # every pair is its own image
             image_ids = torch.arange(b, device=image_tokens.device)
         candidates = image_ids[None, :] != image_ids[:, None]  # [B, B]: j is a wrong image for text i
-        weights = ITM_NEGATIVES.get(cfg.negatives)(image_tokens[:, 0].detach(), text_tokens[:, 0].detach())
+        weights = ITM_NEGATIVES.get(cfg.negatives)(image_tokens[:, 0].detach(), text_tokens[:, 0].detach(),
+                                                   input_ids, attention_mask)
         index, labels = itm_pairs(candidates, weights, cfg.negative_ratio)
         states = self.fuse(image_tokens[index], text_tokens, attention_mask)
         return self.objectives["itm"](self.itm_head(self.pool(states)), labels)
@@ -156,7 +157,8 @@ class M3AE(nn.Module):
         if "mlm" in enabled:
             outputs["mlm"] = self.forward_mlm(full_image, batch)
         if "itm" in enabled:
-            outputs["itm"] = self.forward_itm(full_image, full_text, batch.attention_mask, batch.image_ids)
+            outputs["itm"] = self.forward_itm(full_image, full_text, batch.input_ids, batch.attention_mask,
+                                              batch.image_ids)
         losses = {f"{name}_loss": out.loss for name, out in outputs.items()}
         metrics = {k: v for out in outputs.values() for k, v in out.metrics.items()}
         total = sum(self.loss_weights[name] * loss for name, loss in losses.items())

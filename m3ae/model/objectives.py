@@ -136,7 +136,8 @@ def itm_pairs(candidates: torch.Tensor, weights: torch.Tensor, negative_ratio: f
 
 
 @ITM_NEGATIVES.register("random")
-def random_negatives(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+def random_negatives(image_features: torch.Tensor, text_features: torch.Tensor, input_ids: torch.Tensor,
+                     attention_mask: torch.Tensor) -> torch.Tensor:
     """Uniform over the other images of the batch (the paper). -> weights [B, B]."""
     b = image_features.shape[0]
     return torch.ones(b, b, device=image_features.device)
@@ -144,8 +145,8 @@ def random_negatives(image_features: torch.Tensor, text_features: torch.Tensor) 
 
 @ITM_NEGATIVES.register("hard")
 @torch.no_grad()
-def hard_negatives(image_features: torch.Tensor, text_features: torch.Tensor,
-                   temperature: float = 0.1) -> torch.Tensor:
+def hard_negatives(image_features: torch.Tensor, text_features: torch.Tensor, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Images whose pair looks like text i's pair are drawn more often: weight
     softmax(sim / t), sim = mean of the image-image and text-text cosine
     similarities of the unimodal [CLS] features (no gradient). -> weights [B, B]."""
@@ -153,3 +154,19 @@ def hard_negatives(image_features: torch.Tensor, text_features: torch.Tensor,
     txt = F.normalize(text_features.float(), dim=-1)
     sim = 0.5 * (img @ img.T + txt @ txt.T)
     return torch.softmax(sim / temperature, dim=1)
+
+
+@ITM_NEGATIVES.register("text_overlap")
+@torch.no_grad()
+def text_overlap_negatives(image_features: torch.Tensor, text_features: torch.Tensor, input_ids: torch.Tensor,
+                           attention_mask: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """The images of the reports that share the most words with text i are drawn
+    more often: weight softmax(cos / t) over bag-of-words vectors of the token ids.
+    Unlike "hard" it needs no trained features, so from the first step a
+    negative tends to share the modality and region (which random negatives
+    give away) and only its findings tell it apart. -> weights [B, B]."""
+    vocab = int(input_ids.max()) + 1
+    words = torch.zeros(input_ids.shape[0], vocab, device=input_ids.device)
+    words.scatter_(1, input_ids, attention_mask.float())  # 1 where a token occurs (padding adds 0)
+    words = F.normalize(words, dim=-1)
+    return torch.softmax(words @ words.T / temperature, dim=1)
