@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/finding_probe.py --cache RUN/cache                 # laptop profile, 3,000 steps
     .venv/bin/python scripts/finding_probe.py --set model.vision.patch_size=4 --steps 1500
+    .venv/bin/python scripts/finding_probe.py --checkpoint RUN/pretrain/checkpoint.pt --frozen --cache RUN/cache
 
 Trains the profile's vision encoder from scratch, with a linear read-out of all
 its tokens, on the synth_pairs training images. For each finding slot
@@ -10,6 +11,11 @@ empty, and it predicts the size of each present finding. No text is involved.
 If this direct supervision cannot locate findings in a budget like
 pre-training's, MLM and ITM cannot ground the finding words either: the image
 is the bottleneck, not the cross-modal objectives.
+
+With --checkpoint the encoder starts from a pre-training checkpoint's vision
+encoder; with --frozen as well, only the read-out trains: a linear probe of
+what pre-training put into the image features (--frozen alone probes a
+randomly initialised encoder: the control).
 """
 
 from __future__ import annotations
@@ -52,11 +58,14 @@ def main(argv=None) -> None:
     from m3ae.config import apply_overrides, profile
     from m3ae.data.synthmed import tasks
     from m3ae.registry import VISION_ENCODERS
+    from m3ae.train.checkpoint import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--checkpoint", type=Path, help="start the encoder from this pre-training checkpoint")
+    parser.add_argument("--frozen", action="store_true", help="train only the read-out")
     parser.add_argument("--cache", type=Path, default=Path("ablate-runs/cache"), help="data cache")
     args = parser.parse_args(argv)
     cfg = apply_overrides(profile(args.profile), args.overrides)
@@ -67,11 +76,16 @@ def main(argv=None) -> None:
     train_x, train_kind, train_size = load("train", cfg, args.cache)
     val_x, val_kind, val_size = load("val", cfg, args.cache)
     encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
+    if args.checkpoint:
+        prefix = "vision_encoder."
+        weights = load_checkpoint(args.checkpoint)["model"]
+        encoder.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+    encoder.requires_grad_(not args.frozen)
     with torch.no_grad():
         tokens = encoder(val_x[:2]).shape  # [2, L, D]
     kinds = 1 + len(KINDS)  # "empty" and each kind
     readout = torch.nn.Linear(tokens[1] * tokens[2], SLOTS * (kinds + len(SIZES)))
-    params = list(encoder.parameters()) + list(readout.parameters())
+    params = list(readout.parameters()) + ([] if args.frozen else list(encoder.parameters()))
     optimizer = torch.optim.AdamW(params, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay)
 
     def predict(x):
