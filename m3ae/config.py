@@ -329,8 +329,8 @@ def _laptop() -> Config:
     20,000 pre-training pairs against 60 labelled VQA images (921 questions),
     as ROCO + MedICaT against VQA-RAD, scored on 100 images so that a 2-point
     difference is measurable. After 1,500 pre-training steps (2.4 epochs of the
-    pairs) MLM reads modality and region from the image and pre-training beats
-    scratch by 1.6 points, short of a clear margin (docs/results.md). A trial
+    pairs) MLM reads modality and region from the image, but not the findings,
+    and pre-training is not clearly ahead of scratch (docs/results.md §1). A trial
     takes about 7 minutes of pre-training and 3 of fine-tuning on one core. Every tower is
     trained from scratch here, so fusion and heads train at the base lr (the
     paper's x5 multipliers are for fusion layers on top of pre-trained
