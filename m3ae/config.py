@@ -546,10 +546,14 @@ def apply_overrides(cfg: Config, overrides) -> Config:
     return from_dict(data)
 
 
+# the data fields each synthmed task's content depends on (its cache key, m3ae/data/synthmed/tasks.py)
+SYNTH_TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
+                     "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
+                     "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}
 # data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
 # (the tokenizer is trained on the pre-training corpus alone)
-NOT_PRETRAINING_DATA = ("num_workers", "synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images",
-                        "synth_cls_pairs", "synth_irtr_pairs")
+NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIELDS.items()
+                                         if task != "synth_pairs" for name in names))
 
 
 def pretrain_view(cfg: Config) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from m3ae.config import SYNTH_TASK_FIELDS
 from m3ae.data.cache import cached_entry, entry_name, read_json, write_json
 from m3ae.data.synthmed import text as T
 from m3ae.data.synthmed.render import render
@@ -48,11 +49,8 @@ def split_sizes(task: str, data) -> dict[str, int]:
 
 def settings(task: str, data, image_size: int) -> dict:
     """Everything the generated content depends on: the cache key."""
-    keep = {"synth_pairs": ["synth_pairs"],
-            "synth_vqa": ["synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"],
-            "synth_cls": ["synth_cls_pairs"], "synth_irtr": ["synth_irtr_pairs"]}[task]
     return {"generator": GENERATOR_VERSION, "task": task, "synth_seed": data.synth_seed, "image_size": image_size,
-            **{k: getattr(data, k) for k in keep}}
+            **{k: getattr(data, k) for k in SYNTH_TASK_FIELDS[task]}}
 
 
 @dataclass
