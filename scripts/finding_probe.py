@@ -3,6 +3,7 @@
     .venv/bin/python scripts/finding_probe.py --cache RUN/cache                 # laptop profile, 3,000 steps
     .venv/bin/python scripts/finding_probe.py --set model.vision.patch_size=4 --steps 1500
     .venv/bin/python scripts/finding_probe.py --checkpoint RUN/pretrain/checkpoint.pt --frozen --cache RUN/cache
+    .venv/bin/python scripts/finding_probe.py --checkpoint CKPT --steps 2000 --save ORACLE.pt --cache RUN/cache
 
 Trains the profile's vision encoder from scratch, with a linear read-out of all
 its tokens, on the synth_pairs training images. For each finding slot
@@ -16,6 +17,12 @@ With --checkpoint the encoder starts from a pre-training checkpoint's vision
 encoder; with --frozen as well, only the read-out trains: a linear probe of
 what pre-training put into the image features (--frozen alone probes a
 randomly initialised encoder: the control).
+
+With --save (and --checkpoint, not --frozen) the supervised encoder replaces
+the checkpoint's vision encoder in a copy written to that path: an "oracle"
+pre-training whose image features know the findings. Fine-tuning from it
+(`vqa_by_question.py --checkpoint ORACLE.pt`) bounds what better image features
+alone can give VQA when the fusion never learned to read them.
 """
 
 from __future__ import annotations
@@ -67,7 +74,11 @@ def main(argv=None) -> None:
     parser.add_argument("--checkpoint", type=Path, help="start the encoder from this pre-training checkpoint")
     parser.add_argument("--frozen", action="store_true", help="train only the read-out")
     parser.add_argument("--cache", type=Path, default=Path("ablate-runs/cache"), help="data cache")
+    parser.add_argument("--save", type=Path, metavar="OUT",
+                        help="write --checkpoint with its vision encoder replaced by the one trained here")
     args = parser.parse_args(argv)
+    if args.save and (args.checkpoint is None or args.frozen):
+        parser.error("--save needs --checkpoint (the checkpoint to copy) and a trained encoder (no --frozen)")
     cfg = apply_overrides(profile(args.profile), args.overrides)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or 1)
@@ -76,10 +87,10 @@ def main(argv=None) -> None:
     train_x, train_kind, train_size = load("train", cfg, args.cache)
     val_x, val_kind, val_size = load("val", cfg, args.cache)
     encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
+    prefix = "vision_encoder."
     if args.checkpoint:
-        prefix = "vision_encoder."
-        weights = load_checkpoint(args.checkpoint)["model"]
-        encoder.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+        checkpoint = load_checkpoint(args.checkpoint)
+        encoder.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)})
     encoder.requires_grad_(not args.frozen)
     with torch.no_grad():
         tokens = encoder(val_x[:2]).shape  # [2, L, D]
@@ -116,6 +127,11 @@ def main(argv=None) -> None:
                   f"{((guess > 0) == occupied).float().mean():.3f}, kind of a present finding "
                   f"{(guess[occupied] == val_kind[occupied]).float().mean():.3f}, size "
                   f"{(size.argmax(-1)[occupied] == val_size[occupied]).float().mean():.3f}", flush=True)
+    if args.save:
+        checkpoint["model"].update({prefix + k: v for k, v in encoder.state_dict().items()})
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, args.save)
+        print(f"wrote {args.save}: {args.checkpoint} with the probe-trained vision encoder")
 
 
 if __name__ == "__main__":
