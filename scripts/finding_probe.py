@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     from m3ae.config import apply_overrides, profile
     from m3ae.data.synthmed import tasks
     from m3ae.registry import VISION_ENCODERS
-    from m3ae.train.checkpoint import load_checkpoint
+    from m3ae.train.checkpoint import load_checkpoint, write_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="laptop")
@@ -129,8 +129,7 @@ def main(argv=None) -> None:
                   f"{(size.argmax(-1)[occupied] == val_size[occupied]).float().mean():.3f}", flush=True)
     if args.save:
         checkpoint["model"].update({prefix + k: v for k, v in encoder.state_dict().items()})
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, args.save)
+        write_checkpoint(args.save, checkpoint)
         print(f"wrote {args.save}: {args.checkpoint} with the probe-trained vision encoder")
 
 

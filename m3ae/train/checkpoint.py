@@ -57,6 +57,11 @@ def save_checkpoint(path: Path, *, model: nn.Module, cfg, step: int, optimizer=N
         "rng": rng_state(),
         **extra,
     }
+    return write_checkpoint(path, state)
+
+
+def write_checkpoint(path: Path, state: dict[str, Any]) -> Path:
+    """Write a checkpoint dict (as `save_checkpoint` builds or `load_checkpoint` returns) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
