@@ -160,7 +160,7 @@ class MLMConfig:
 
     enabled: bool = True
     mask_ratio: float = 0.15
-    masking: str = "whole_word"  # token | whole_word (a registered text masking)
+    masking: str = "whole_word"  # token | whole_word | span (a registered text masking)
     recon_layer: int = -1  # text features after this many fusion layers; 0 = before fusion, -1 = last
     decoder: str = "mlp"  # mlp | transformer (a registered language decoder)
     decoder_depth: int = 1  # layers of the transformer decoder (unused by mlp)

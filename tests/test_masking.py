@@ -7,7 +7,8 @@ import torch
 
 from m3ae.batch import TextVocab
 from m3ae.model.masking import (IGNORE_INDEX, block_image_mask, corrupt_tokens, num_kept, num_to_mask, patchify,
-                                random_image_mask, token_mask, unpatchify, visible_indices, whole_word_mask)
+                                random_image_mask, span_mask, token_mask, unpatchify, visible_indices,
+                                whole_word_mask)
 from m3ae.registry import IMAGE_MASKING, TEXT_MASKING
 
 VOCAB = TextVocab(size=400, pad_id=0, mask_id=4, cls_id=2, sep_id=3, special_ids=(0, 1, 2, 3, 4))
@@ -121,6 +122,41 @@ def test_whole_word_masking_masks_every_piece_of_the_chosen_words(ratio):
             assert pieces.all() or not pieces.any()
         assert len(chosen) == max(1, int(len(words.unique()) * ratio + 0.5))
     assert not mask[word_ids < 0].any()
+
+
+@pytest.mark.parametrize("ratio", [0.15, 0.4, 0.8])
+def test_span_masking_masks_the_ratio_of_whole_words(ratio):
+    torch.manual_seed(0)
+    ids, attention, word_ids = _texts()
+    mask = span_mask(ids, attention, word_ids, VOCAB, ratio)
+    for b in range(ids.shape[0]):
+        words = word_ids[b][word_ids[b] >= 0].unique().tolist()
+        for w in words:
+            pieces = mask[b][word_ids[b] == w]
+            assert pieces.all() or not pieces.any()
+        assert len(set(word_ids[b][mask[b]].tolist())) == max(1, int(len(words) * ratio + 0.5))
+    assert not mask[word_ids < 0].any()
+
+
+def _runs(word_mask: torch.Tensor) -> int:
+    """Runs of consecutive True in a [W] bool vector."""
+    starts = word_mask.clone()
+    starts[1:] &= ~word_mask[:-1]
+    return int(starts.sum())
+
+
+def test_span_masking_hides_runs_of_consecutive_words():
+    """Same number of masked words, far fewer runs than word-by-word masking."""
+    torch.manual_seed(0)
+    ids = torch.randint(5, VOCAB.size, (64, 42))
+    attention = torch.ones_like(ids)
+    ids[:, 0], ids[:, -1] = VOCAB.cls_id, VOCAB.sep_id
+    word_ids = torch.arange(-1, 41).expand(64, 42).clone()  # one piece per word, 40 words
+    word_ids[:, -1] = -1
+    spans, words = (span_mask(ids, attention, word_ids, VOCAB, 0.3), whole_word_mask(ids, attention, word_ids, VOCAB, 0.3))
+    assert torch.equal(spans.sum(dim=1), words.sum(dim=1))  # 12 words each
+    runs = lambda m: sum(_runs(row[1:-1]) for row in m) / len(m)  # noqa: E731
+    assert runs(spans) < 0.6 * runs(words)
 
 
 def test_at_least_one_token_is_masked_even_in_short_texts():

@@ -15,6 +15,7 @@ are never special tokens or padding. The count per sample follows the ratio:
 
     token       round(ratio * real tokens)   tokens, at least 1
     whole_word  round(ratio * words)         words (all their pieces), at least 1
+    span        round(ratio * words)         words, in runs of consecutive words (SpanBERT)
 
 (round = half up). `corrupt_tokens` then applies BERT's 80/10/10 replacement.
 Randomness comes from torch's global RNG (the trainer seeds it), so the same
@@ -180,6 +181,38 @@ def whole_word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_
     count = num_to_mask(present.sum(dim=1), ratio)
     chosen = _choose(torch.rand(present.shape, device=input_ids.device), present, count)
     return chosen.gather(1, index) & eligible
+
+
+@TEXT_MASKING.register("span")
+def span_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor,
+              vocab: TextVocab, ratio: float, p: float = 0.2, max_span: int = 10) -> torch.Tensor:
+    """SpanBERT's span masking: runs of consecutive whole words, each run's length
+    geometric(p) clipped at max_span (mean 3.8 words), started at a word not yet
+    masked, until round(ratio * words) words are masked (the last run is cut to
+    fit). A phrase such as "small round mass in the left upper lung" is then often
+    hidden together, so the rest of the report cannot give it away. -> bool [B, T]."""
+    eligible = maskable_tokens(input_ids, attention_mask, vocab) & (word_ids >= 0)
+    num_words = int(word_ids.max().item()) + 1 if eligible.any() else 1
+    index = word_ids.clamp(min=0)
+    pieces = torch.zeros(input_ids.shape[0], num_words, dtype=torch.long, device=input_ids.device)
+    present = (pieces.scatter_add_(1, index, eligible.long()) > 0).cpu()  # [B, W]
+    count = num_to_mask(present.sum(dim=1), ratio).tolist()
+    rng = random.Random(int(torch.randint(0, 2**62, ()).item()))  # torch's RNG seeds it: reproducible
+    log_q = math.log(1.0 - p)
+    chosen = torch.zeros_like(present)
+    for row, target in enumerate(count):
+        words = present[row].nonzero().flatten().tolist()
+        masked: set[int] = set()
+        while len(masked) < target:
+            start = rng.choice([w for w in words if w not in masked])
+            length = min(max_span, 1 + int(math.log(1.0 - rng.random()) / log_q))
+            for w in range(start, start + length):  # the run stops at the text's end
+                if len(masked) == target or w >= num_words:
+                    break
+                if present[row, w]:
+                    masked.add(w)
+        chosen[row, sorted(masked)] = True
+    return chosen.to(input_ids.device).gather(1, index) & eligible
 
 
 def corrupt_tokens(input_ids: torch.Tensor, mask: torch.Tensor, vocab: TextVocab
