@@ -75,9 +75,12 @@ class VisionConfig:
     num_heads: Optional[int] = None  # attention heads; None keeps the timm model's own
     weights: Optional[str] = None  # local weights file (.safetensors/.pth); None = random init
     drop_path: float = 0.0  # stochastic depth rate
+    pos_embed: str = "learned"  # learned (timm's, random init) | sincos (MAE's fixed 2-D sin-cos)
 
     def __post_init__(self):
         _check_component("VISION_ENCODERS", self.encoder, "model.vision.encoder")
+        _check(self.pos_embed in ("learned", "sincos"), "model.vision.pos_embed",
+               f"must be 'learned' or 'sincos', got {self.pos_embed!r}")
         _check_model_name(self.encoder, self.name)
         _check(self.patch_size > 0, "model.vision.patch_size", "must be positive")
         _check(

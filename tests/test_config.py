@@ -69,6 +69,7 @@ def test_overrides_apply_to_any_field_and_change_keys():
     ("model.vision.name=vit_tiny_patch16_22", r"model\.vision\.name: unknown timm model .*"
                                               r"did you mean 'vit_tiny_patch16_224'"),
     ("model.vision.encoder=tim", r"model\.vision\.encoder: .*did you mean 'timm'"),
+    ("model.vision.pos_embed=sin", r"model\.vision\.pos_embed: must be 'learned' or 'sincos', got 'sin'"),
     ("model.vision.image_size=30", r"model\.vision\.image_size: must be a positive multiple of patch_size 8"),
     ("model.mim.decoder_width=33", r"model\.mim\.decoder_width: must be divisible by decoder_heads 2"),
     ("model.mim.decoder_width=30", r"model\.mim\.decoder_width: must be divisible by 4"),

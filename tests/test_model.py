@@ -353,6 +353,23 @@ def test_paper_profile_has_vit_b16_roberta_base_and_six_fusion_layers():
     assert 110e6 < count(model.fusion) < 120e6  # 6 x (image + text) co-attention layers of 768
 
 
+def test_sincos_positions_are_fixed_distinct_and_survive_training():
+    from m3ae.model.pos_embed import sincos_2d
+
+    model = build("model.vision.pos_embed=sincos")
+    vit = model.vision_encoder.vit
+    table = vit.pos_embed.detach().clone()
+    assert not vit.pos_embed.requires_grad
+    assert torch.equal(table[0, 0], torch.zeros(vit.embed_dim))  # [CLS]
+    assert torch.equal(table[:, 1:], sincos_2d(vit.embed_dim, model.grid_size, cls_token=False))
+    patches = table[0, 1:]
+    assert torch.cdist(patches, patches).add(torch.eye(len(patches))).min() > 0.1  # every patch its own place
+    _train_steps(model, make_batch(), steps=3)
+    assert torch.equal(vit.pos_embed, table)
+    learned = build().vision_encoder.vit.pos_embed
+    assert learned.requires_grad and learned.std() < 0.05  # timm's default: a small random table, trained
+
+
 def test_vision_weights_load_from_a_local_safetensors_file(tmp_path):
     from safetensors.torch import save_file
 

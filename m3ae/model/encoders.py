@@ -16,6 +16,7 @@ from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
 from m3ae.batch import TextVocab
 from m3ae.config import TextConfig, VisionConfig
+from m3ae.model.pos_embed import sincos_2d
 from m3ae.registry import TEXT_ENCODERS, VISION_ENCODERS
 
 
@@ -86,7 +87,23 @@ def timm_vit(cfg: VisionConfig) -> TimmViTEncoder:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
     vit = timm.create_model(cfg.name, img_size=cfg.image_size, patch_size=cfg.patch_size,
                             num_classes=0, global_pool="", drop_path_rate=cfg.drop_path, **kwargs)
+    if cfg.pos_embed == "sincos":
+        fix_sincos_positions(vit)
     return TimmViTEncoder(vit, cfg.patch_size)
+
+
+def fix_sincos_positions(vit: nn.Module) -> None:
+    """MAE's fixed 2-D sin-cos positions in place of the learned ones (prefix
+    tokens get zeros), frozen. A randomly initialised learned table starts near
+    zero (std 0.02) and tells the patches apart only once trained; sin-cos says
+    where each patch is from the first step. Replaces loaded positions too."""
+    if vit.embed_dim % 4:
+        raise ValueError(f"model.vision.pos_embed: sincos needs a width divisible by 4, got {vit.embed_dim}")
+    table = sincos_2d(vit.embed_dim, tuple(vit.patch_embed.grid_size), cls_token=False)  # [1, N, D] row-major
+    with torch.no_grad():
+        vit.pos_embed.zero_()
+        vit.pos_embed[:, vit.pos_embed.shape[1] - table.shape[1]:] = table
+    vit.pos_embed.requires_grad_(False)
 
 
 timm_vit.model_names = timm_vit_names  # config validates model.vision.name against this
