@@ -153,7 +153,8 @@ def test_span_masking_hides_runs_of_consecutive_words():
     ids[:, 0], ids[:, -1] = VOCAB.cls_id, VOCAB.sep_id
     word_ids = torch.arange(-1, 41).expand(64, 42).clone()  # one piece per word, 40 words
     word_ids[:, -1] = -1
-    spans, words = (span_mask(ids, attention, word_ids, VOCAB, 0.3), whole_word_mask(ids, attention, word_ids, VOCAB, 0.3))
+    spans = span_mask(ids, attention, word_ids, VOCAB, 0.3)
+    words = whole_word_mask(ids, attention, word_ids, VOCAB, 0.3)
     assert torch.equal(spans.sum(dim=1), words.sum(dim=1))  # 12 words each
     runs = lambda m: sum(_runs(row[1:-1]) for row in m) / len(m)  # noqa: E731
     assert runs(spans) < 0.6 * runs(words)

@@ -157,6 +157,10 @@ def test_checkpoint_into_another_architecture_names_the_config_paths(pretrained,
     other = apply_overrides(cfg, {"model.fusion.hidden_size": 48})
     with pytest.raises(CheckpointMismatchError, match=r"model\.fusion\.hidden_size: checkpoint 32, config 48"):
         load_model_weights(build_model(other.model, vocab), state, other)
+    fixed = apply_overrides(cfg, {"model.vision.pos_embed": "sincos"})  # same shapes, other meaning
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"model\.vision\.pos_embed: checkpoint 'learned', config 'sincos'"):
+        load_model_weights(build_model(fixed.model, vocab), state, fixed)
 
 
 def test_non_finite_loss_names_stage_and_step(tmp_path, cache_dir):

@@ -87,9 +87,10 @@ def timm_vit(cfg: VisionConfig) -> TimmViTEncoder:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
     vit = timm.create_model(cfg.name, img_size=cfg.image_size, patch_size=cfg.patch_size,
                             num_classes=0, global_pool="", drop_path_rate=cfg.drop_path, **kwargs)
+    encoder = TimmViTEncoder(vit, cfg.patch_size)  # refuses a ViT without a learned position table
     if cfg.pos_embed == "sincos":
         fix_sincos_positions(vit)
-    return TimmViTEncoder(vit, cfg.patch_size)
+    return encoder
 
 
 def fix_sincos_positions(vit: nn.Module) -> None:

@@ -95,6 +95,11 @@ def flat_differences(theirs: dict, ours: dict) -> list[str]:
             for k in sorted(set(ours) | set(theirs)) if ours.get(k) != theirs.get(k)]
 
 
+# Paths that change what a tensor means without changing its name or shape: learned
+# image positions loaded into a model that keeps them fixed (or back) would train wrongly.
+SAME_SHAPE_ARCHITECTURE = ("model.vision.pos_embed",)
+
+
 def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str = "checkpoint") -> None:
     """Load `state["model"]` into `model` (built from `cfg`), strictly.
 
@@ -107,8 +112,11 @@ def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     reshaped = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+    diffs = config_differences(state["config"], cfg)
+    if any(d.split(":")[0] in SAME_SHAPE_ARCHITECTURE for d in diffs):
+        raise CheckpointMismatchError(f"{source} was made by a different architecture; config paths that "
+                                      f"differ: {diffs} (the same tensors, trained for another use)")
     if missing or unexpected or reshaped:
-        diffs = config_differences(state["config"], cfg)
         detail = "; ".join(
             f"{what}: {names[:4]}{' ...' if len(names) > 4 else ''}"
             for what, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", reshaped))
