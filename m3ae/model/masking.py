@@ -168,16 +168,24 @@ def token_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: 
     return _choose(torch.rand(input_ids.shape, device=input_ids.device), eligible, count)
 
 
+def _words(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor, vocab: TextVocab
+           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (eligible [B, T] maskable tokens of a word, index [B, T] each token's word (0 for
+    the rest), present [B, W] words with a maskable piece)."""
+    eligible = maskable_tokens(input_ids, attention_mask, vocab) & (word_ids >= 0)
+    num_words = int(word_ids.max().item()) + 1 if eligible.any() else 1
+    index = word_ids.clamp(min=0)
+    pieces = torch.zeros(input_ids.shape[0], num_words, dtype=torch.long, device=input_ids.device)
+    present = pieces.scatter_add_(1, index, eligible.long()) > 0
+    return eligible, index, present
+
+
 @TEXT_MASKING.register("whole_word")
 def whole_word_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor,
                     vocab: TextVocab, ratio: float) -> torch.Tensor:
     """Whole words (every piece of a chosen word), the paper's setting. word_ids: [B, T],
     -1 for special tokens and padding. -> bool [B, T]."""
-    eligible = maskable_tokens(input_ids, attention_mask, vocab) & (word_ids >= 0)
-    num_words = int(word_ids.max().item()) + 1 if eligible.any() else 1
-    index = word_ids.clamp(min=0)
-    pieces = torch.zeros(input_ids.shape[0], num_words, dtype=torch.long, device=input_ids.device)
-    present = pieces.scatter_add_(1, index, eligible.long()) > 0  # [B, W]: word has a maskable piece
+    eligible, index, present = _words(input_ids, attention_mask, word_ids, vocab)
     count = num_to_mask(present.sum(dim=1), ratio)
     chosen = _choose(torch.rand(present.shape, device=input_ids.device), present, count)
     return chosen.gather(1, index) & eligible
@@ -191,11 +199,9 @@ def span_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: t
     masked, until round(ratio * words) words are masked (the last run is cut to
     fit). A phrase such as "small round mass in the left upper lung" is then often
     hidden together, so the rest of the report cannot give it away. -> bool [B, T]."""
-    eligible = maskable_tokens(input_ids, attention_mask, vocab) & (word_ids >= 0)
-    num_words = int(word_ids.max().item()) + 1 if eligible.any() else 1
-    index = word_ids.clamp(min=0)
-    pieces = torch.zeros(input_ids.shape[0], num_words, dtype=torch.long, device=input_ids.device)
-    present = (pieces.scatter_add_(1, index, eligible.long()) > 0).cpu()  # [B, W]
+    eligible, index, present = _words(input_ids, attention_mask, word_ids, vocab)
+    present = present.cpu()
+    num_words = present.shape[1]
     count = num_to_mask(present.sum(dim=1), ratio).tolist()
     rng = random.Random(int(torch.randint(0, 2**62, ()).item()))  # torch's RNG seeds it: reproducible
     log_q = math.log(1.0 - p)
