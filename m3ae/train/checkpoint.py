@@ -104,8 +104,8 @@ def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str
     """Load `state["model"]` into `model` (built from `cfg`), strictly.
 
     Settings that don't change the weights (mask ratios, loss weights) may differ;
-    anything that changes a tensor's name or shape is a CheckpointMismatchError
-    naming the config paths where the checkpoint and `cfg` disagree.
+    anything that changes a tensor's name, shape or meaning (SAME_SHAPE_ARCHITECTURE)
+    is a CheckpointMismatchError naming the config paths where the checkpoint and `cfg` disagree.
     """
     weights = state["model"]
     own = model.state_dict()
@@ -113,13 +113,12 @@ def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str
     unexpected = sorted(set(weights) - set(own))
     reshaped = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
     diffs = config_differences(state["config"], cfg)
-    if any(d.split(":")[0] in SAME_SHAPE_ARCHITECTURE for d in diffs):
-        raise CheckpointMismatchError(f"{source} was made by a different architecture; config paths that "
-                                      f"differ: {diffs} (the same tensors, trained for another use)")
-    if missing or unexpected or reshaped:
+    other_meaning = [d for d in diffs if d.split(":")[0] in SAME_SHAPE_ARCHITECTURE]
+    if missing or unexpected or reshaped or other_meaning:
         detail = "; ".join(
             f"{what}: {names[:4]}{' ...' if len(names) > 4 else ''}"
-            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", reshaped))
+            for what, names in (("missing", missing), ("unexpected", unexpected), ("shape differs", reshaped),
+                                ("same tensors, another meaning", other_meaning))
             if names)
         raise CheckpointMismatchError(
             f"{source} was made by a different architecture; config paths that differ: "
