@@ -15,3 +15,32 @@ def test_word_probe_masks_only_the_chosen_attribute_and_reports_its_accuracy(tmp
     assert "side: masking only ['left', 'right']" in out.stdout
     assert "validation accuracy on the side words:" in out.stdout
     assert (tmp_path / "pretrain" / "checkpoint.pt").is_file()
+
+
+def test_itm_grounding_scores_matched_random_and_location_swapped_reports(tmp_path):
+    from m3ae.config import apply_overrides, profile
+    from m3ae.train import pretrain
+
+    cfg = apply_overrides(profile("smoke"), {"threads": 1, "pretrain.steps": 2, "pretrain.eval_every": 0})
+    checkpoint = pretrain(cfg, tmp_path / "pretrain", tmp_path / "cache").checkpoint
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "itm_grounding.py"), str(checkpoint),
+                          "--profile", "smoke", "--cache", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=300, check=True)
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.stdout.splitlines()
+            if line.startswith("| ") and "%" not in line}
+    assert set(rows) == {"own report (matched)", "another image (random negative)",
+                         "side swapped (left <-> right)", "position swapped (upper <-> lower)"}
+    for cells in rows.values():
+        assert int(cells[1]) > 0 and 0.0 <= float(cells[2].strip(" |")) <= 100.0
+
+
+def test_swap_words_exchanges_both_words_and_flags_changed_rows():
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from itm_grounding import swap_words
+
+    ids = torch.tensor([[5, 7, 9, 7], [1, 2, 3, 4]])
+    swapped, changed = swap_words(ids, 7, 9)
+    assert swapped.tolist() == [[5, 9, 7, 9], [1, 2, 3, 4]]
+    assert changed.tolist() == [True, False]
