@@ -44,3 +44,36 @@ def test_swap_words_exchanges_both_words_and_flags_changed_rows():
     swapped, changed = swap_words(ids, 7, 9)
     assert swapped.tolist() == [[5, 9, 7, 9], [1, 2, 3, 4]]
     assert changed.tolist() == [True, False]
+
+
+def _result(variant, seed, test, val, lr, lr_trial=False):
+    return {"variant": variant, "seed": seed, "finetune_lr": lr, "lr_trial": lr_trial,
+            "test": {"overall_acc": test}, "val": {"overall_acc": val}, "pretrain_seconds": 0.0,
+            "finetune_seconds": 1.0}
+
+
+def test_pretraining_helps_tunes_scratch_by_validation_not_test():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from pretraining_helps import TUNED, markdown
+
+    results = [_result("full", 0, 60.0, 61.0, 2e-4), _result("mlm_itm", 0, 58.0, 59.0, 2e-4),
+               _result("scratch", 0, 50.0, 52.0, 2e-4),  # the profile's lr
+               _result("scratch", 0, 57.0, 51.0, 1e-3, lr_trial=True),  # best on test, worse on validation
+               _result("scratch", 0, 54.0, 55.0, 5e-4, lr_trial=True)]  # best on validation: chosen
+    text = markdown(results, ["overall_acc"], [0], "# header")
+    assert f"{TUNED}: the scratch run with the best validation overall_acc per seed (fine-tuning lr seed 0: 0.0005)" \
+        in text
+    assert f"| {TUNED} | 54.00 | 54.00 |" in text
+    assert "| full − scratch | +10.00 | 10.00 |" in text
+    assert f"| full − {TUNED} | +6.00 | 6.00 |" in text
+
+
+def test_pretraining_helps_runs_at_the_smoke_profile_with_a_tuned_scratch(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--profile", "smoke",
+                          "--seeds", "0", "--jobs", "1", "--scratch-lrs", "3e-4", "--workdir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600, check=True)
+    assert "scratch-lr0.0003-s0: overall_acc=" in out.stdout
+    table = (tmp_path / "results.md").read_text()
+    for row in ("| scratch |", "| full |", "| mlm_itm |", "| scratch (lr tuned) |", "| full − scratch (lr tuned) |"):
+        assert row in table
+    assert (tmp_path / "full-s0" / "pretrain" / "checkpoint.pt").is_file()
