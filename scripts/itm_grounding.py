@@ -14,10 +14,13 @@ of that row.
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mlm_grounding import load_checkpoint_and_pairs  # noqa: E402
 
 SWAPS = {"side": ("left", "right"), "position": ("upper", "lower")}
 
@@ -29,24 +32,10 @@ def swap_words(input_ids: torch.Tensor, a: int, b: int) -> tuple[torch.Tensor, t
 
 
 def main(argv=None) -> None:
-    from m3ae.config import apply_overrides, profile
-    from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
-    from m3ae.model import build_model
-    from m3ae.train.checkpoint import load_checkpoint, load_model_weights
+    from m3ae.data import make_loader
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--profile", default="laptop")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
-    parser.add_argument("--cache", type=Path, default=Path("ablate-runs/cache"), help="data and tokenizer cache")
-    args = parser.parse_args(argv)
-    cfg = apply_overrides(profile(args.profile), args.overrides)
-    tokenizer = build_tokenizer(cfg, args.cache)
+    args, cfg, tokenizer, pairs, model = load_checkpoint_and_pairs(__doc__.split("\n")[0], argv)
     vocab = tokenizer.get_vocab()
-    pairs = build_dataset("synth_pairs", "val", cfg, tokenizer, args.cache)
-    model = build_model(cfg.model, text_vocab(tokenizer))
-    load_model_weights(model, load_checkpoint(args.checkpoint), cfg, source=str(args.checkpoint))
-    model.eval()
 
     def says_matched(images, input_ids, attention_mask) -> torch.Tensor:
         return model.itm_head(model.encode(images, input_ids, attention_mask).pooled).argmax(dim=-1) == 1

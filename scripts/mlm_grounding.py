@@ -23,13 +23,15 @@ import torch
 CATEGORIES = ("modality", "region", "kind", "size", "shape", "intensity", "side", "position")
 
 
-def main(argv=None) -> None:
+def load_checkpoint_and_pairs(description: str, argv=None):
+    """The command line of a grounding script (CHECKPOINT, --profile, --set, --cache) ->
+    (args, cfg, tokenizer, validation synth_pairs, the checkpoint's model in eval mode)."""
     from m3ae.config import apply_overrides, profile
-    from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
+    from m3ae.data import build_dataset, build_tokenizer, text_vocab
     from m3ae.model import build_model
     from m3ae.train.checkpoint import load_checkpoint, load_model_weights
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--profile", default="laptop")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
@@ -40,7 +42,13 @@ def main(argv=None) -> None:
     pairs = build_dataset("synth_pairs", "val", cfg, tokenizer, args.cache)
     model = build_model(cfg.model, text_vocab(tokenizer))
     load_model_weights(model, load_checkpoint(args.checkpoint), cfg, source=str(args.checkpoint))
-    model.eval()
+    return args, cfg, tokenizer, pairs, model.eval()
+
+
+def main(argv=None) -> None:
+    from m3ae.data import make_loader
+
+    _, cfg, tokenizer, pairs, model = load_checkpoint_and_pairs(__doc__.split("\n")[0], argv)
     categories = word_categories(tokenizer)
     hits: dict[str, dict[str, list[int]]] = {}
     with torch.no_grad():
