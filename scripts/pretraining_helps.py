@@ -11,6 +11,10 @@ and writes a markdown table (per seed, mean, std, paired differences).
     .venv/bin/python scripts/pretraining_helps.py --seeds 0 --jobs 1 --set finetune.epochs=5
     .venv/bin/python scripts/pretraining_helps.py --scratch-lrs 5e-4,1e-3   # scratch also gets its own lr
 
+Two runs side by side (say, two settings with --jobs 1 each) must say
+`--threads 1`: each trial otherwise takes every core, and two processes with
+two threads each on a 2-core machine run a pre-training step about 4x slower.
+
 All variants fine-tune with the profile's settings. A fine-tuning lr that suits
 a pre-trained model may not suit a random one, so --scratch-lrs also
 fine-tunes scratch at those learning rates and adds a row "scratch (lr tuned)":
@@ -157,6 +161,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse-pretrain", type=Path, default=None, metavar="WORKDIR",
                         help="take finished pre-trainings from an earlier run's workdir (only fine-tuning differs)")
     parser.add_argument("--out", type=Path, default=None, help="markdown file (default <workdir>/results.md)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per trial (default: 1 with --jobs > 1, else all cores); "
+                             "give 1 when two runs of this script share the machine")
     parser.add_argument("--scratch-lrs", default="", metavar="LR,LR",
                         help="also fine-tune scratch at these learning rates; adds a row with the best by validation")
     args = parser.parse_args(argv)
@@ -165,9 +172,11 @@ def main(argv=None) -> int:
         scratch_lrs = [float(lr) for lr in args.scratch_lrs.split(",") if lr.strip()]
     except ValueError:
         parser.error(f"--scratch-lrs: expected comma-separated learning rates, got {args.scratch_lrs!r}")
+    threads = args.threads if args.threads is not None else (1 if args.jobs > 1 else 0)
+    if threads < 0:
+        parser.error(f"--threads: expected 0 (all cores) or more, got {threads}")
     workdir = args.workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    threads = 1 if args.jobs > 1 else 0
     # seed by seed (a partial run still compares the variants), pre-training trials first
     jobs = [(v, s, None) for s in seeds for v in ("full", "mlm_itm", "scratch")]
     jobs += [("scratch", s, lr) for s in seeds for lr in scratch_lrs]

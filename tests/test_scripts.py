@@ -70,10 +70,19 @@ def test_pretraining_helps_tunes_scratch_by_validation_not_test():
 
 def test_pretraining_helps_runs_at_the_smoke_profile_with_a_tuned_scratch(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--profile", "smoke",
-                          "--seeds", "0", "--jobs", "1", "--scratch-lrs", "3e-4", "--workdir", str(tmp_path)],
+                          "--seeds", "0", "--jobs", "1", "--threads", "1", "--scratch-lrs", "3e-4",
+                          "--workdir", str(tmp_path)],
                          capture_output=True, text=True, timeout=600, check=True)
     assert "scratch-lr0.0003-s0: overall_acc=" in out.stdout
     table = (tmp_path / "results.md").read_text()
     for row in ("| scratch |", "| full |", "| mlm_itm |", "| scratch (lr tuned) |", "| full − scratch (lr tuned) |"):
         assert row in table
     assert (tmp_path / "full-s0" / "pretrain" / "checkpoint.pt").is_file()
+    assert "threads: 1" in (tmp_path / "full-s0" / "config.yaml").read_text()  # --threads reaches every trial
+
+
+def test_pretraining_helps_refuses_a_negative_thread_count(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--threads", "-1",
+                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--threads: expected 0 (all cores) or more, got -1" in out.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
