@@ -330,21 +330,24 @@ def _laptop() -> Config:
     """The default: the paper's regime at 2-core scale, many pairs and few labels.
 
     20,000 pre-training pairs against 60 labelled VQA images (921 questions),
-    as ROCO + MedICaT against VQA-RAD, scored on 100 images so that a 2-point
-    difference is measurable. After 1,500 pre-training steps (2.4 epochs of the
-    pairs) MLM reads modality and region from the image, but not the findings,
-    and pre-training is 3.9 points ahead of scratch, 3.0 ahead of scratch at
-    its own best fine-tuning lr (3 seeds, docs/results.md §1). MLM
-    masks 40% of the words, not the paper's 15%: synthmed's reports are short
-    and formulaic, and at 15% the report alone gives away most masked words
-    (the 3-seed gap over scratch was half as large). Fine-tuning runs at lr
-    2e-4, not 5e-4: at 5e-4 the 921 labelled questions undo part of what
+    as ROCO + MedICaT against VQA-RAD, scored on 100 images. After 1,500
+    pre-training steps (2.4 epochs of the pairs) MLM reads modality and
+    region from the image, but not the findings. Pre-training is 2.6 points
+    ahead of scratch, and 2.1 ahead of scratch at its own best fine-tuning lr
+    (5 seeds; the first 3 gave 3.9 and 3.0). Picking the best of 30 epochs on
+    100 validation images adds 1-2 points of noise to each trial
+    (docs/results.md §1).
+
+    MLM masks 40% of the words, not the paper's 15%. synthmed's reports are
+    short and formulaic, and at 15% the report alone gives away most masked
+    words (the 3-seed gap over scratch was half as large). Fine-tuning runs at
+    lr 2e-4, not 5e-4. At 5e-4 the 921 labelled questions undo part of what
     pre-training learned (seed 0: 56.2 against 58.2), while scratch does best
-    at 5e-4. A trial
-    takes about 7 minutes of pre-training and 3 of fine-tuning on one core. Every tower is
-    trained from scratch here, so fusion and heads train at the base lr (the
-    paper's x5 multipliers are for fusion layers on top of pre-trained
-    encoders); no dropout in such short runs.
+    at 5e-4. A trial takes about 7 minutes of pre-training and 3 of
+    fine-tuning on one core. Every tower is trained from scratch here, so
+    fusion and heads train at the base lr (the paper's x5 multipliers are for
+    fusion layers on top of pre-trained encoders); no dropout in such short
+    runs.
     """
     return from_dict({
         "model": {
