@@ -175,6 +175,13 @@ def main(argv=None) -> int:
     threads = args.threads if args.threads is not None else (1 if args.jobs > 1 else 0)
     if threads < 0:
         parser.error(f"--threads: expected 0 (all cores) or more, got {threads}")
+    from m3ae.config import ConfigError
+
+    try:  # a bad --set fails here, before any trial starts, not as a worker's traceback
+        for variant in VARIANTS:
+            trial_config(args.profile, args.overrides, variant, seeds[0], args.task, threads)
+    except ConfigError as error:
+        parser.error(str(error))
     workdir = args.workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     # seed by seed (a partial run still compares the variants), pre-training trials first
