@@ -175,18 +175,18 @@ def main(argv=None) -> int:
     threads = args.threads if args.threads is not None else (1 if args.jobs > 1 else 0)
     if threads < 0:
         parser.error(f"--threads: expected 0 (all cores) or more, got {threads}")
-    from m3ae.config import ConfigError
-
-    try:  # a bad --set fails here, before any trial starts, not as a worker's traceback
-        for variant in VARIANTS:
-            trial_config(args.profile, args.overrides, variant, seeds[0], args.task, threads)
-    except ConfigError as error:
-        parser.error(str(error))
-    workdir = args.workdir.absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
     # seed by seed (a partial run still compares the variants), pre-training trials first
     jobs = [(v, s, None) for s in seeds for v in ("full", "mlm_itm", "scratch")]
     jobs += [("scratch", s, lr) for s in seeds for lr in scratch_lrs]
+    from m3ae.config import ConfigError
+
+    try:  # a bad --set or lr fails here, before any trial starts, not as a worker's traceback
+        for v, s, lr in jobs:
+            trial_config(args.profile, args.overrides, v, s, args.task, threads, lr)
+    except ConfigError as error:
+        parser.error(f"trial {trial_name(v, s, lr)}: {error}")
+    workdir = args.workdir.absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
     reuse = str(args.reuse_pretrain.absolute()) if args.reuse_pretrain else None
     start, results = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:

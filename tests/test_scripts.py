@@ -94,3 +94,7 @@ def test_pretraining_helps_rejects_a_bad_setting_before_any_trial(tmp_path):
                           "--set", "data.synth_vqa_eval_images=300"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "data.synth_vqa_images" in out.stderr and "Traceback" not in out.stderr
     assert not workdir.exists()  # nothing written
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--workdir", str(workdir),
+                          "--scratch-lrs=-1e-4"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "trial scratch-lr-0.0001-s0: lr: must be positive" in out.stderr
+    assert "Traceback" not in out.stderr and not workdir.exists()
