@@ -223,6 +223,7 @@ class DataConfig:
     synth_vqa_eval_images: int = 0  # images in each of synth_vqa's val and test splits; 0 = 20% of synth_vqa_images
     synth_cls_pairs: int = 600
     synth_irtr_pairs: int = 300
+    synth_scanner_variation: float = 0.0  # per-image contrast / brightness / gamma jitter of synthmed; 0 = none, 1 = strong
     vocab_size: int = 1000  # WordPiece vocabulary trained on the pre-training corpus
     tokenizer: Optional[str] = None  # local transformers tokenizer directory; None = train one
     augment: bool = True  # random resized crop at train time
@@ -235,6 +236,7 @@ class DataConfig:
                "data.synth_vqa_images",
                f"must leave at least 4 training images after 2 x data.synth_vqa_eval_images "
                f"({self.synth_vqa_eval_images}) for val and test, got {self.synth_vqa_images}")
+        _check(0 <= self.synth_scanner_variation <= 2, "data.synth_scanner_variation", "must be in [0, 2]")
         _check(self.vocab_size >= 100, "data.vocab_size", "must be at least 100")
         _check(self.num_workers >= 0, "data.num_workers", "must be non-negative")
 

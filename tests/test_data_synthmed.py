@@ -57,12 +57,43 @@ def test_modalities_and_regions_look_different():
         assert (predicted == labels[test]).mean() > 0.9
 
 
-def test_every_finding_is_visible():
+def test_scanner_variation_hides_absolute_grey_levels_but_keeps_their_order():
+    """`data.synth_scanner_variation` gives each image its own contrast, brightness and gamma:
+    grey-level histograms stop giving the modality away, regions keep their outlines, the
+    grey-level order inside an image is kept, and at 0 nothing is drawn (the images of old)."""
+    scenes = sample_scenes(600, np.random.default_rng(0))
+    plain = render_float(scenes, 32, np.random.default_rng(1))
+    assert np.array_equal(render_float(scenes, 32, np.random.default_rng(1), scanner_variation=0.0), plain)
+    varied = render_float(scenes, 32, np.random.default_rng(1), scanner_variation=1.0)
+    assert not np.allclose(varied, plain)
+    for before, after in zip(plain.reshape(600, -1), varied.reshape(600, -1)):  # monotone per image
+        assert np.all(np.diff(after[np.argsort(before, kind="stable")]) >= -1e-6)
+
+    histograms = np.stack([np.histogram(im, bins=16, range=(0, 1))[0] for im in varied]) / 32 ** 2
+    thumbs = varied.reshape(600, 8, 4, 8, 4).mean(axis=(2, 4)).reshape(600, -1)
+    train, test = slice(0, 400), slice(400, 600)
+    accuracy = {}
+    for name, features, labels in (("modality", histograms, scenes.modality), ("region", thumbs, scenes.region)):
+        centroids = np.stack([features[train][labels[train] == c].mean(0) for c in range(3)])
+        predicted = np.argmin(((features[test][:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+        accuracy[name] = (predicted == labels[test]).mean()
+    assert accuracy["modality"] < 0.7 and accuracy["region"] > 0.7, accuracy  # 1.0 and 0.98 without variation
+
+
+def test_scanner_variation_is_part_of_the_cache_key():
+    import dataclasses
+    varied = dataclasses.replace(SMALL, synth_scanner_variation=1.0)
+    for task in tasks.TASKS:
+        assert tasks.settings(task, SMALL, 32) != tasks.settings(task, varied, 32)
+
+
+@pytest.mark.parametrize("scanner_variation", [0.0, 1.0])
+def test_every_finding_is_visible(scanner_variation):
     """Painting a finding changes pixels well above the noise, for every kind and intensity (iso included)."""
     scenes = sample_scenes(400, np.random.default_rng(2))
     scenes.count[:] = 1
-    with_f = render_float(scenes, 32, np.random.default_rng(3), findings=True)
-    without = render_float(scenes, 32, np.random.default_rng(3), findings=False)
+    with_f = render_float(scenes, 32, np.random.default_rng(3), findings=True, scanner_variation=scanner_variation)
+    without = render_float(scenes, 32, np.random.default_rng(3), findings=False, scanner_variation=scanner_variation)
     strength = np.sort(np.abs(with_f - without).reshape(400, -1), axis=1)[:, -4:].mean(1)
     assert strength.min() > 0.06  # noise sigma is 0.02-0.035
     for attr, vocab in (("kind", KINDS), ("intensity", INTENSITIES), ("size", SIZES)):

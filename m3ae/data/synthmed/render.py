@@ -16,7 +16,11 @@ works. A scene is painted in three passes:
      finding stays visible (iso findings, hypo findings in the dark lungs);
   3. modality look: CT sharp with light noise in a circular field of view,
      MRI with a smooth bias field and Rician noise, X-ray blurred with
-     vignetting and film grain.
+     vignetting and film grain;
+  4. acquisition (optional, `scanner_variation` > 0): a per-image contrast,
+     brightness and gamma, as scanners, protocols and display windows vary,
+     so a modality is told by how its structures relate to each other rather
+     than by absolute grey levels.
 """
 
 from __future__ import annotations
@@ -62,26 +66,25 @@ CORE = 0.5  # the core zone of a finding: normalised distance below this
 CHUNK = 512  # scenes per vectorised pass; fixed, as the order of noise draws depends on it
 
 
-def render(scenes: Scenes, size: int, rng: np.random.Generator) -> np.ndarray:
+def render(scenes: Scenes, size: int, rng: np.random.Generator, scanner_variation: float = 0.0) -> np.ndarray:
     """[N, size, size] uint8 images of `scenes`. Noise comes from `rng`."""
     out = np.empty((len(scenes), size, size), np.uint8)
     for start in range(0, len(scenes), CHUNK):
         part = scenes.select(slice(start, start + CHUNK))
-        out[start:start + len(part)] = _render_chunk(part, size, rng)
+        image = _paint(part, size, rng, True, scanner_variation)
+        out[start:start + len(part)] = np.round(image * 255).astype(np.uint8)
     return out
 
 
-def render_float(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool = True) -> np.ndarray:
+def render_float(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool = True,
+                 scanner_variation: float = 0.0) -> np.ndarray:
     """[N, size, size] float32 in [0, 1] before quantisation; `findings=False`
     paints the same scenes without their findings (tests check visibility)."""
-    return _paint(scenes, size, rng, findings)
+    return _paint(scenes, size, rng, findings, scanner_variation)
 
 
-def _render_chunk(scenes: Scenes, size: int, rng: np.random.Generator) -> np.ndarray:
-    return np.round(_paint(scenes, size, rng, True) * 255).astype(np.uint8)
-
-
-def _paint(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool) -> np.ndarray:
+def _paint(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool,
+           scanner_variation: float = 0.0) -> np.ndarray:
     x, y = _body_frame(scenes.pose, size)  # [B, S, S] each
     image = np.empty_like(x)
     image[:] = np.array([_LEVELS[m]["background"] for m in range(3)], np.float32)[scenes.modality][:, None, None]
@@ -98,7 +101,25 @@ def _paint(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool) 
         idx = np.flatnonzero(scenes.modality == modality)
         if len(idx):
             image[idx] = look(image[idx], x[idx], y[idx], scenes.pose[idx], size, rng)
-    return np.clip(image, 0.0, 1.0)
+    image = np.clip(image, 0.0, 1.0)
+    if scanner_variation > 0:  # no draws at 0, so such images are the same as before the option existed
+        image = _acquisition(image, scanner_variation, rng)
+    return image
+
+
+# at scanner_variation = 1: contrast x0.67-1.49 about mid-grey, brightness +-0.15, gamma 0.61-1.65
+CONTRAST, BRIGHTNESS, GAMMA = 0.4, 0.15, 0.5
+
+
+def _acquisition(image, strength, rng):
+    """A per-image window (contrast and brightness) and gamma: monotone, so every
+    structure and finding keeps its place in the grey-level order of its image."""
+    n = len(image)
+    contrast = np.exp(strength * CONTRAST * rng.uniform(-1, 1, n)).astype(np.float32)[:, None, None]
+    brightness = (strength * BRIGHTNESS * rng.uniform(-1, 1, n)).astype(np.float32)[:, None, None]
+    gamma = np.exp(strength * GAMMA * rng.uniform(-1, 1, n)).astype(np.float32)[:, None, None]
+    image = np.clip((image - 0.5) * contrast + 0.5 + brightness, 0.0, 1.0)
+    return image ** gamma
 
 
 def _body_frame(pose: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:

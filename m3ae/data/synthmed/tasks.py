@@ -50,7 +50,7 @@ def split_sizes(task: str, data) -> dict[str, int]:
 def settings(task: str, data, image_size: int) -> dict:
     """Everything the generated content depends on: the cache key."""
     return {"generator": GENERATOR_VERSION, "task": task, "synth_seed": data.synth_seed, "image_size": image_size,
-            **{k: getattr(data, k) for k in SYNTH_TASK_FIELDS[task]}}
+            "scanner_variation": data.synth_scanner_variation, **{k: getattr(data, k) for k in SYNTH_TASK_FIELDS[task]}}
 
 
 @dataclass
@@ -146,7 +146,8 @@ def build_task(task: str, data, image_size: int, cache_dir: Path) -> Path:
             st = streams(data.synth_seed, task, split)
             scenes = task_scenes(task, n, st)
             records = task_records(task, scenes, data, st.text)
-            np.save(out / f"{split}_images.npy", render(scenes, image_size, st.pixels))
+            np.save(out / f"{split}_images.npy",
+                    render(scenes, image_size, st.pixels, data.synth_scanner_variation))
             np.savez(out / f"{split}_scenes.npz", **scenes.to_arrays())
             write_json(out / f"{split}.json", records)
             meta["splits"][split] = {"images": len(scenes), "examples": len(records["texts"])}
