@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter, defaultdict
 
@@ -81,7 +82,6 @@ def test_scanner_variation_hides_absolute_grey_levels_but_keeps_their_order():
 
 
 def test_scanner_variation_is_part_of_the_cache_key():
-    import dataclasses
     varied = dataclasses.replace(SMALL, synth_scanner_variation=1.0)
     for task in tasks.TASKS:
         assert tasks.settings(task, SMALL, 32) != tasks.settings(task, varied, 32)

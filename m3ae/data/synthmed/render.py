@@ -67,7 +67,8 @@ CHUNK = 512  # scenes per vectorised pass; fixed, as the order of noise draws de
 
 
 def render(scenes: Scenes, size: int, rng: np.random.Generator, scanner_variation: float = 0.0) -> np.ndarray:
-    """[N, size, size] uint8 images of `scenes`. Noise comes from `rng`."""
+    """[N, size, size] uint8 images of `scenes`. Noise (and, with `scanner_variation` > 0,
+    each image's contrast, brightness and gamma) comes from `rng`."""
     out = np.empty((len(scenes), size, size), np.uint8)
     for start in range(0, len(scenes), CHUNK):
         part = scenes.select(slice(start, start + CHUNK))
