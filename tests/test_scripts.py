@@ -91,7 +91,8 @@ def test_pretraining_helps_refuses_a_negative_thread_count(tmp_path):
 def test_pretraining_helps_rejects_a_bad_setting_before_any_trial(tmp_path):
     workdir = tmp_path / "run"
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--workdir", str(workdir),
-                          "--set", "data.synth_vqa_eval_images=300"], capture_output=True, text=True, timeout=60)
+                          "--set", "data.synth_vqa_images=100", "--set", "data.synth_vqa_eval_images=300"],
+                         capture_output=True, text=True, timeout=60)  # 300 + 300 eval images out of 100
     assert out.returncode == 2 and "data.synth_vqa_images" in out.stderr and "Traceback" not in out.stderr
     assert not workdir.exists()  # nothing written
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--workdir", str(workdir),
