@@ -85,7 +85,7 @@ def render_float(scenes: Scenes, size: int, rng: np.random.Generator, findings: 
 
 
 def _paint(scenes: Scenes, size: int, rng: np.random.Generator, findings: bool,
-           scanner_variation: float = 0.0) -> np.ndarray:
+           scanner_variation: float) -> np.ndarray:
     x, y = _body_frame(scenes.pose, size)  # [B, S, S] each
     image = np.empty_like(x)
     image[:] = np.array([_LEVELS[m]["background"] for m in range(3)], np.float32)[scenes.modality][:, None, None]
