@@ -405,12 +405,11 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
 
 
 def is_search_file(path: str | Path) -> bool:
-    """Whether a YAML file says `kind: search` (anything unreadable is left to the study loader)."""
-    import yaml
-
+    """Whether a YAML file says `kind: search` (anything unreadable is left to the study loader,
+    which says what is wrong with it)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data, _ = _load_yaml(read_file(path), str(path))
+    except (OSError, SpecError):
         return False
     return isinstance(data, dict) and data.get("kind") == "search"
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import stat
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -51,6 +52,8 @@ NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 # Bigger YAML node trees are refused before anything walks them (an alias bomb: a few
 # lines of `&a [*b, *b, ...]` expand to billions of nodes).
 MAX_YAML_NODES = 100_000
+# A study or search file is read only when it is a regular file of at most this many bytes.
+MAX_FILE_BYTES = 1_000_000
 
 
 class SpecError(ValueError):
@@ -69,9 +72,13 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
     loader = _LineLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_size(node, source)  # before anything walks or constructs it
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as error:
         raise SpecError(f"{source}: not valid YAML: {error}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: the YAML is nested too deeply to read (a study file nests a few levels)") from None
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {}
@@ -91,8 +98,11 @@ def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
                 walk(item, path + (i,))
 
     if node is not None:
-        _check_size(node, source)
-        walk(node, ())
+        try:
+            walk(node, ())
+        except RecursionError:
+            raise SpecError(f"{source}: the YAML is nested too deeply to read (a study file nests a few levels)") \
+                from None
     return data, lines
 
 
@@ -298,12 +308,37 @@ def load_spec(path: str | Path, profile_name: str | None = None, data_root: str 
     return parse_spec(read_file(path, "study"), str(path), profile_name, data_root)
 
 
-def read_file(path: str | Path, what: str) -> str:
-    """The text of a study or search file; a missing one is a usage error naming it."""
+def read_file(path: str | Path, what: str = "study") -> str:
+    """The text of a study or search file. Only a regular file of at most MAX_FILE_BYTES of UTF-8
+    is read: a FIFO would block, /dev/zero never ends, and a huge YAML costs minutes and
+    gigabytes before its node count can be checked. Anything else is a SpecError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
-    return path.read_text()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read the {what} file: {error.strerror or error}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SpecError(f"{path}: is a directory, expected a {what} YAML file")
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError(f"{path}: not a regular file (a pipe, device or socket); expected a {what} YAML file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise SpecError(f"{path}: {info.st_size:,} bytes, more than the {MAX_FILE_BYTES:,} a {what} file may have "
+                        "(a study is a few dozen lines)")
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise SpecError(f"{path}: cannot read the {what} file: {error.strerror or error}") from None
+    if len(data) > MAX_FILE_BYTES:  # grew since stat
+        raise SpecError(f"{path}: more than the {MAX_FILE_BYTES:,} bytes a {what} file may have")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
+                        f"a {what} file is UTF-8 YAML (re-encode it, e.g. iconv -f latin1 -t utf-8)") from None
 
 
 def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None,

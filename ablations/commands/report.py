@@ -65,16 +65,14 @@ def _default_out(workdir: Path, name: str) -> Path:
 
 def _study_name(argument: str) -> tuple[str, dict]:
     """NAME, or the `name` of a STUDY.yaml (read with yaml.safe_load; nothing else is validated here)."""
-    import yaml
-
     from ablations.cli import UsageError
+    from ablations.spec import _load_yaml, read_file
 
     if not argument.endswith((".yaml", ".yml")):
         return argument, {}
     path = Path(argument)
-    if not path.is_file():
-        raise FileNotFoundError(f"study file not found: {path}")
-    study = yaml.safe_load(path.read_text())
+    # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
+    study, _ = _load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name), got {type(study).__name__}")
     return study["name"], study

@@ -32,13 +32,14 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ablations.cli import UsageError
-    from ablations.spec import load_spec
+    from ablations.spec import parse_spec, read_file
     from ablations.study import expand, trial_table
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("--max-concurrent must be at least 1")
     data_root = str(Path(args.data_root).expanduser().absolute()) if args.data_root else None  # trials may run elsewhere
-    spec = load_spec(args.study, args.profile, data_root)
+    text = read_file(args.study)
+    spec = parse_spec(text, str(args.study), args.profile, data_root)
     trials = expand(spec)
     if args.dry_run:
         print(trial_table(spec, trials))
@@ -54,7 +55,7 @@ def run(args) -> int:
     if (args.address or os.environ.get("RAY_ADDRESS")) and uri.startswith("sqlite"):
         print("note: on a multi-machine cluster, workers cannot share a sqlite MLflow store: start "
               "`ablate server` and pass --tracking-uri http://HOST:PORT (see README, Running on a cluster)")
-    outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
+    outcome = run_study(spec, trials, text, workdir=args.workdir, tracking_uri=uri,
                         max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed,
                         storage=storage)
     if outcome.interrupted:

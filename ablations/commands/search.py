@@ -36,21 +36,23 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ablations.cli import UsageError
-    from ablations.search import load_search
+    from ablations.search import parse_search
+    from ablations.spec import read_file
 
     for flag in ("n_trials", "max_concurrent"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be at least 1, got {value}")
     data_root = None if args.data_root is None else Path(args.data_root).expanduser().absolute()
-    spec = load_search(args.search, args.profile, data_root)  # before anything is created
+    text = read_file(args.search, "search")
+    spec = parse_search(text, str(args.search), args.profile, data_root)  # before anything is created
 
     from ablations import tracking
     from ablations.search_runner import default_storage, redact, run_search
 
     storage = args.storage or default_storage(args.workdir)
     print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
-    outcome = run_search(spec, args.search.read_text(), workdir=args.workdir, storage_url=storage,
+    outcome = run_search(spec, text, workdir=args.workdir, storage_url=storage,
                          tracking_uri=tracking.resolve_tracking_uri(args.workdir, args.tracking_uri),
                          n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address,
                          cache_root=str(Path(args.shared_dir).expanduser().absolute() / "cache")
