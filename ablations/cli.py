@@ -9,9 +9,12 @@ Exit codes: 0 success, 2 bad input (a message, no traceback), 1 failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 # verb -> (module under ablations.commands, one-line help)
@@ -69,6 +72,39 @@ def _is_usage_error(error: BaseException) -> bool:
     return isinstance(error, usage_types)
 
 
+def _check_workdir(workdir: Path) -> None:
+    """A work directory (or a parent of it) that is an existing file is bad input, not a crash."""
+    for folder in (workdir, *workdir.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                what = "the work directory" if folder == workdir else f"a parent of the work directory {workdir}"
+                raise UsageError(f"{what} {folder} is a file, not a folder: pass --workdir DIR "
+                                 "(or set ABLATE_HOME) to a folder")
+            return
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """SIGTERM (`kill`, a batch scheduler, a closed session) stops a verb exactly as Ctrl-C does:
+    Tune stops its trials, runs end KILLED and nothing is left RUNNING."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)  # whoever handles Ctrl-C now (Tune, while it runs)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -77,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(exit_.code or 0)
     args.workdir = (args.workdir or default_workdir()).expanduser().absolute()
     try:
-        return int(_command(args._module).run(args) or 0)
+        with _sigterm_as_ctrl_c():
+            _check_workdir(args.workdir)
+            return int(_command(args._module).run(args) or 0)
     except KeyboardInterrupt:
         print("ablate: interrupted", file=sys.stderr)
         return 130
@@ -98,5 +136,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-if __name__ == "__main__":
-    entrypoint()
+if __name__ == "__main__":  # `python -m ablations.cli`: run the package's module, so its exception classes are ours
+    from ablations.cli import entrypoint as _entrypoint
+
+    _entrypoint()

@@ -25,6 +25,7 @@ from typing import Mapping
 import yaml
 
 from ablations import faults, tracking
+from ablations.cluster import ClusterUnreachable, check_address, require_resources
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
 from ablations.paths import within
@@ -65,7 +66,11 @@ def connect_ray(address: str | None) -> bool:
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        check_address(address)  # Ray itself would retry an address nobody answers at for minutes
+        try:
+            ray.init(address=address, runtime_env=runtime_env)
+        except ConnectionError as error:  # something answers there, but not a Ray cluster's head
+            raise ClusterUnreachable(f"no Ray cluster at {address}: {error}") from None
     else:
         # "local": a new Ray of our own, even when a `ray start` cluster on this machine is the latest one
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
@@ -241,14 +246,23 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     """`storage`: a path or URI every node of a cluster reaches (Tune's storage_path); when it is a
     path, the caches live there too (<storage>/cache) so trials on other nodes share pre-trainings."""
     workdir = Path(workdir).absolute()
-    workdir.mkdir(parents=True, exist_ok=True)
-    with study_lock(workdir, spec.name):  # a second `ablate run` of this study fails here (StudyLocked)
-        return _run_study(spec, trials, spec_text, workdir, tracking_uri, max_concurrent, address, retry_failed,
-                          storage)
+    # the cluster first: an address nobody answers at, or a trial no node can hold, is refused
+    # before anything is written
+    started = connect_ray(address)
+    try:
+        require_resources(spec.resources.model_dump(), say)
+        workdir.mkdir(parents=True, exist_ok=True)
+        with study_lock(workdir, spec.name):  # a second `ablate run` of this study fails here (StudyLocked)
+            return _run_study(spec, trials, spec_text, workdir, tracking_uri, max_concurrent, retry_failed, storage)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
 
 
 def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Path, tracking_uri: str,
-               max_concurrent: int | None, address: str | None, retry_failed: bool, storage: str | None) -> Outcome:
+               max_concurrent: int | None, retry_failed: bool, storage: str | None) -> Outcome:
     tracker = tracking.Tracker(tracking_uri)
     experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
     stale = tracking.mark_stale_runs(tracker, experiment_id)
@@ -277,15 +291,8 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
                    "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]
-            started = connect_ray(address)
-            try:
-                errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
-                                                     storage)
-            finally:
-                if started:
-                    import ray
-
-                    ray.shutdown()
+            errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
+                                                 storage)
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
             if interrupted:
                 status, outcome.interrupted = "KILLED", True

@@ -494,6 +494,7 @@ def run_search(spec: SearchSpec, spec_text: str, *, workdir: Path, storage_url: 
 def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: str, tracking_uri: str,
                 n_trials: int | None, max_concurrent: int | None, address: str | None,
                 heartbeat_seconds: int | None, cache_root: str | None = None) -> SearchOutcome:
+    from ablations.cluster import require_resources
     from ablations.runner import connect_ray
 
     workdir = Path(workdir).absolute()
@@ -501,7 +502,23 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     if spec.sampler.name == "grid" and n_trials > grid_size(spec):
         say(f"the grid has {grid_size(spec)} points: n_trials {n_trials} -> {grid_size(spec)}")
         n_trials = grid_size(spec)
-    workdir.mkdir(parents=True, exist_ok=True)
+    # the cluster first: an address nobody answers at, or a trial no node can hold, is refused
+    # before anything is written
+    started = connect_ray(address)
+    try:
+        require_resources(spec.resources.model_dump(), say)
+        workdir.mkdir(parents=True, exist_ok=True)
+        return _search(spec, spec_text, workdir, storage_url, tracking_uri, n_trials, max_concurrent,
+                       heartbeat_seconds, cache_root)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def _search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: str, tracking_uri: str, n_trials: int,
+            max_concurrent: int | None, heartbeat_seconds: int | None, cache_root: str | None) -> SearchOutcome:
     storage = open_storage(storage_url, heartbeat_seconds)
     study = open_study(spec, storage, storage_url)
 
@@ -530,9 +547,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
            "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.objectives[0].metric,
            "cache_root": cache_root, "resources": spec.resources.model_dump()}
     status = "FINISHED"
-    started = False
     try:
-        started = connect_ray(address)
         with Heartbeat(storage, heartbeat_seconds) as heartbeat:
             driver = Driver(spec, study, storage_url, ctx, n_trials, _slots(spec, max_concurrent),
                             spec.timeout, heartbeat)
@@ -555,10 +570,6 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     finally:
         tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=())
         tracker.end_run(study_run_id, status)
-        if started:
-            import ray
-
-            ray.shutdown()
     return outcome
 
 

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ablations.cli import UsageError
 from ablations.redact import redact_text, redact_uri  # noqa: F401 - redact_uri is part of this module's API
 from m3ae.train.callbacks import Callback
 
@@ -60,12 +61,53 @@ MLFLOW_HTTP_SETTINGS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQ
                         "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 
 
+# At start, a tracking server must accept a connection within this many seconds: the long
+# retry above is for a server that goes away in the middle of a study, not for a wrong URI.
+PROBE_SECONDS = 5.0
+
+
 class TrackingUnavailable(RuntimeError):
     """The tracking server did not answer within the retry bound."""
 
 
+class TrackingUnreachable(UsageError):
+    """At start, nothing answers at the tracking URI (exit code 2: nothing was written)."""
+
+
 def _is_remote(uri: str) -> bool:
     return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def use_short_http_retries() -> None:
+    """Let each MLflow HTTP call give up quickly (MLFLOW_HTTP_SETTINGS); the user's environment wins."""
+    for name, value in MLFLOW_HTTP_SETTINGS.items():
+        os.environ.setdefault(name, value)
+
+
+def check_reachable(tracking_uri: str, seconds: float = PROBE_SECONDS) -> None:
+    """Raise TrackingUnreachable unless a remote tracking server accepts a connection within
+    `seconds` (a sqlite store is a local file: nothing to probe)."""
+    if not _is_remote(tracking_uri):
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(tracking_uri)
+    try:
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+    except ValueError:
+        raise TrackingUnreachable(f"tracking URI {redact_uri(tracking_uri)}: the port is not a number in "
+                                  "0-65535") from None
+    if not parts.hostname:
+        raise TrackingUnreachable(f"tracking URI {redact_uri(tracking_uri)}: no host (expected http://HOST:PORT)")
+    try:
+        socket.create_connection((parts.hostname, port), timeout=seconds).close()
+    except OSError as error:
+        reason = f"no answer within {seconds:.0f} s" if isinstance(error, TimeoutError) else \
+            (error.strerror or str(error)).lower()
+        raise TrackingUnreachable(
+            f"no MLflow tracking server at {redact_uri(tracking_uri)} ({reason}): start it "
+            "(`ablate server`), fix --tracking-uri / MLFLOW_TRACKING_URI, or leave both out to track in the "
+            "work directory") from None
 
 
 def _transient(error: BaseException) -> bool:
@@ -116,8 +158,7 @@ class Tracker:
         self.uri = tracking_uri
         self.remote = _is_remote(tracking_uri)
         if self.remote:
-            for name, value in MLFLOW_HTTP_SETTINGS.items():
-                os.environ.setdefault(name, value)
+            use_short_http_retries()
         if retry_seconds is None:
             retry_seconds = float(os.environ.get("ABLATE_TRACKING_RETRY_SECONDS", DEFAULT_RETRY_SECONDS))
         self.retry_seconds = retry_seconds

@@ -15,6 +15,7 @@ def run(args) -> int:
     from ablations.study import render_table
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    tracking.check_reachable(uri)
     if uri.startswith("sqlite:") and not (args.workdir / "mlflow.db").exists():
         print(f"no studies yet in {args.workdir} (run `ablate run STUDY.yaml`)")
         return 0

@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import os
 
+    from ablations import tracking
     from ablations.cli import UsageError
     from dashboards.load import StudyNotFound
     from dashboards.report import build_report, build_search_report
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(workdir / 'mlflow.db').absolute()}"
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri}: run a study first, or pass --workdir / --tracking-uri")
+    tracking.check_reachable(uri)  # a server that is down: one line in seconds, not minutes of retries
+    tracking.use_short_http_retries()
     out = (args.out or _default_out(workdir, name)).absolute()
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"

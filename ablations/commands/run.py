@@ -49,6 +49,7 @@ def run(args) -> int:
     from ablations.runner import run_study
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    tracking.check_reachable(uri)  # a wrong URI is found in seconds, before anything is written
     storage = args.storage
     if storage and "://" not in storage:
         storage = str(Path(storage).expanduser().absolute())  # Tune and the trials need an absolute path

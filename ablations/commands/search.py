@@ -50,10 +50,12 @@ def run(args) -> int:
     from ablations import tracking
     from ablations.search_runner import default_storage, redact, run_search
 
+    uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
+    tracking.check_reachable(uri)  # a wrong URI is found in seconds, before anything is written
     storage = args.storage or default_storage(args.workdir)
     print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
     outcome = run_search(spec, text, workdir=args.workdir, storage_url=storage,
-                         tracking_uri=tracking.resolve_tracking_uri(args.workdir, args.tracking_uri),
+                         tracking_uri=uri,
                          n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address,
                          cache_root=str(Path(args.shared_dir).expanduser().absolute() / "cache")
                          if args.shared_dir else None)

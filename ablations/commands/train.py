@@ -16,7 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-from ablations.distributed import stage_runner
 from ablations.paths import within
 
 
@@ -74,9 +73,14 @@ def results_table(results: dict) -> str:
 
 
 def run(args) -> int:
+    from ablations.cli import UsageError
     from m3ae.config import to_yaml, trial_id
     from m3ae.train.distributed import check_shardable
 
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.gpus_per_worker < 0:
+        raise UsageError(f"--gpus-per-worker must be 0 (CPU workers) or more, got {args.gpus_per_worker}")
     cfg = resolve_config(args.profile, args.overrides, args.tasks)
     check_shardable(cfg, args.workers, "--workers")
     name = args.run_name or f"{args.profile}-{trial_id(cfg)}"
@@ -84,22 +88,26 @@ def run(args) -> int:
         name = f"{name}-w{args.workers}"
     run_dir: Path = within(args.workdir, "train", name)  # --run-name is a folder name, never a path
     cache_dir: Path = args.workdir / "cache"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
-    print(f"ablate train: {run_dir}", flush=True)
-    printer = [_Printer()]
-
+    resources = {"workers": args.workers, "cpu": max(1, cfg.threads), "gpu": args.gpus_per_worker}
     summary: dict = {"config": str(run_dir / "config.yaml"), "pretrain": None, "tasks": {},
                      **({"workers": args.workers} if args.workers > 1 else {})}
-    resources = {"workers": args.workers, "cpu": max(1, cfg.threads), "gpu": args.gpus_per_worker}
     started = False
     if args.workers > 1:
         from ablations.runner import connect_ray
 
         started = connect_ray(None)  # RAY_ADDRESS's cluster, or a local Ray on this machine's cores
     try:
+        if args.workers > 1:  # before any file is written: workers the cluster cannot hold would wait forever
+            from ablations.cluster import require_resources
+
+            require_resources(resources, keys={"cpu": "threads", "gpu": "--gpus-per-worker"})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(to_yaml(cfg))
+        print(f"ablate train: {run_dir}", flush=True)
+        from ablations.distributed import stage_runner
+
         with stage_runner(resources, storage=args.workdir / "ray" / "train", name=run_dir.name) as stages:
-            _train(cfg, stages, run_dir, cache_dir, printer, summary)
+            _train(cfg, stages, run_dir, cache_dir, [_Printer()], summary)
     finally:
         if started:
             import ray
