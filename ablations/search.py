@@ -37,12 +37,14 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, ValidationError
 
 from ablations.spec import (
-    COST_METRICS, NAME_PATTERN, DataSpec, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
+    COST_METRICS, NAME_PATTERN, DataSpec, Seed, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
     _schema_errors, _Strict, check_resources, produced_metrics, read_file,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
 SAMPLERS = ("tpe", "gp", "random", "grid", "nsga2")
+MAX_GRID_POINTS = 10_000  # a grid sampler's space is counted, and refused above this, before it is enumerated
+MAX_CHECKED_INTS = 200  # an int dimension's values each build a config (~3 ms); more are sampled evenly
 PRUNERS = ("none", "median", "hyperband")
 Scalar = Union[bool, int, float, str, None]  # what Optuna can store as a categorical choice
 
@@ -81,7 +83,7 @@ class Objective(_Strict):
 
 class SamplerSpec(_Strict):
     name: Literal["tpe", "gp", "random", "grid", "nsga2"] = "tpe"
-    seed: Optional[int] = None  # a resumed search offsets it by the trials done, so it never repeats itself
+    seed: Optional[Seed] = None  # a resumed search offsets it by the trials done, so it never repeats itself
     n_startup_trials: Optional[int] = Field(None, ge=0)  # tpe / gp: random trials before the model kicks in
     population_size: Optional[int] = Field(None, ge=2)  # nsga2
 
@@ -107,7 +109,7 @@ class SearchSpec(_Strict):
     pruner_metric: Optional[str] = None
     n_trials: int = Field(ge=1)
     timeout: Optional[float] = Field(None, gt=0)  # seconds; no new trial starts after it
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     data: DataSpec = DataSpec()
     tasks: list[str] = Field(min_length=1)
     enqueue: list[dict[str, Any]] = []  # parameter sets to try first
@@ -190,8 +192,17 @@ def grid_values(spec: SearchSpec) -> dict[str, list]:
     return grid
 
 
+def dimension_size(dim: FloatDim | IntDim | CategoricalDim) -> int:
+    """Points of a dimension on a grid, counted without listing them (a float needs its step)."""
+    if isinstance(dim, CategoricalDim):
+        return len(dim.choices)
+    if isinstance(dim, IntDim):
+        return (dim.high - dim.low) // dim.step + 1
+    return int(round((dim.high - dim.low) / dim.step)) + 1
+
+
 def grid_size(spec: SearchSpec) -> int:
-    return math.prod(len(v) for v in grid_values(spec).values())
+    return math.prod(dimension_size(dim) for dim in spec.dimensions.values())
 
 
 def build_sampler(spec: SearchSpec, seed_offset: int = 0):
@@ -306,6 +317,11 @@ def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
             problems.add(loc, f"low and high are both {dim.low}: a fixed value belongs in base")
         if spec.sampler.name == "grid" and isinstance(dim, FloatDim) and dim.step is None:
             problems.add(loc, "the grid sampler needs a step on float dimensions (or use categorical choices)")
+    if spec.sampler.name == "grid" and not problems.items:
+        size = grid_size(spec)
+        if size > MAX_GRID_POINTS:
+            problems.add(("space",), f"the grid sampler's space has {size:,} points, more than {MAX_GRID_POINTS:,}: "
+                                     "use fewer values (bigger steps, fewer choices) or another sampler")
 
 
 def _check_semantics(spec: SearchSpec, problems: _Problems) -> None:
@@ -397,11 +413,47 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
             except ConfigError as error:
                 loc = ("space", path, key) + ((index,) if index is not None else ())
                 problems.add(loc, f"{value!r} is rejected by the config: {error}")
+        if isinstance(dim, IntDim) and not problems.items:
+            _check_int_values(path, dim, lambda v: apply_overrides(base_cfg, {**fixed, path: v}), problems)
     for i, point in enumerate(spec.enqueue):
         try:
             apply_overrides(base_cfg, {**fixed, **point})
         except ConfigError as error:
             problems.add(("enqueue", i), str(error))
+
+
+def _check_int_values(path: str, dim: IntDim, build: Any, problems: _Problems) -> None:
+    """Values between the ends can fail where the ends pass (num_heads 1..4 on a width of 32: 3 does
+    not divide it): build a config for every value the dimension can take (an even sample of
+    MAX_CHECKED_INTS of them, ends included, in a wider range)."""
+    n = dimension_size(dim)
+    picks = range(n) if n <= MAX_CHECKED_INTS else sorted({round(i * (n - 1) / (MAX_CHECKED_INTS - 1))
+                                                           for i in range(MAX_CHECKED_INTS)})
+    rejected, valid, first = [], [], ""
+    for i in picks:
+        value = dim.low + i * dim.step
+        try:
+            build(value)
+            valid.append(value)
+        except ConfigError as error:
+            rejected.append(value)
+            first = first or str(error)
+    if rejected:
+        shown = ", ".join(map(str, rejected[:8])) + (", ..." if len(rejected) > 8 else "")
+        hint = (f"; a categorical dimension with the valid values would do: {{type: categorical, choices: {valid}}}"
+                if valid and len(valid) <= 20 else "")
+        problems.add(("space", path), f"{len(rejected)} value(s) between low and high are rejected by the config "
+                                      f"({shown}): {first}{hint}")
+
+
+def data_configs(spec: SearchSpec) -> list[Config]:
+    """Configs that cover what a search's trials read: its base, and each choice of a categorical
+    dimension (data.pretrain, pretrain.enabled, ...), for `ablations.spec.check_data`."""
+    configs = [spec.config({}, spec.seeds[0])]
+    for path, dim in spec.dimensions.items():
+        if isinstance(dim, CategoricalDim):
+            configs += [spec.config({path: choice}, spec.seeds[0]) for choice in dim.choices]
+    return configs
 
 
 def is_search_file(path: str | Path) -> bool:

@@ -32,12 +32,12 @@ import itertools
 import math
 import stat
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from m3ae.config import ConfigError, apply_overrides, field_paths, profile, suggest_path
+from m3ae.config import MAX_SEED, ConfigError, apply_overrides, field_paths, profile, suggest_path
 
 ZIP_KEY = "zip"
 # Paths a study sets through its own keys, never through base/factors.
@@ -54,6 +54,9 @@ NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 MAX_YAML_NODES = 100_000
 # A study or search file is read only when it is a regular file of at most this many bytes.
 MAX_FILE_BYTES = 1_000_000
+
+
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]  # numpy's seed range
 
 
 class SpecError(ValueError):
@@ -137,8 +140,8 @@ class Resources(_Strict):
     """What a trial runs on. workers > 1: data-parallel (DDP) over that many processes, each with
     `cpu` CPUs and `gpu` GPUs (ablations.distributed); each trains on its share of every global batch."""
 
-    cpu: float = Field(1.0, gt=0)  # CPUs per trial (per worker); also its torch thread count
-    gpu: float = Field(0.0, ge=0)  # GPUs per trial (per worker)
+    cpu: float = Field(1.0, gt=0, allow_inf_nan=False)  # CPUs per trial (per worker); also its torch thread count
+    gpu: float = Field(0.0, ge=0, allow_inf_nan=False)  # GPUs per trial (per worker)
     workers: int = Field(1, ge=1)  # data-parallel processes per trial: gloo on CPUs, nccl with a GPU each
 
 
@@ -176,7 +179,7 @@ class StudySpec(_Strict):
     profile: str = "laptop"
     base: dict[str, Any] = {}
     factors: dict[str, Any] = {}
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Seed] = Field([0], min_length=1)
     data: DataSpec = DataSpec()
     tasks: Optional[list[str]] = Field(None, min_length=1)  # None: the profile's finetune.tasks
     metric: Optional[MetricSpec] = None  # None: the first task's headline metric
@@ -528,6 +531,30 @@ def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:
     for combo in spec.combinations():
         if not _try(base_cfg, {**fixed, **combo}, ("factors",), problems, combo, workers=workers):
             return
+
+
+def check_data(configs, source: str) -> None:
+    """The real datasets these configs read must be under their data.root (a missing root or folder:
+    SpecError naming the path and the expected layout). `ablate validate`, `run` (a dry run too) and
+    `search` call this; `load_spec` does not, so a study can be loaded and estimated on a machine
+    without the data."""
+    from m3ae import registry
+    from m3ae.data.real.common import DataFormatError
+    from m3ae.data.real.layout import check_layout
+
+    seen = set()
+    for cfg in configs:
+        tasks = [registry.TASKS.get(name) for name in cfg.finetune.tasks]
+        names = [getattr(task if hasattr(task, "dataset") else task(), "dataset") for task in tasks]
+        if cfg.pretrain.enabled:
+            names += cfg.data.pretrain.split("+")
+        for name in names:
+            if (cfg.data.root, name) not in seen:
+                seen.add((cfg.data.root, name))
+                try:
+                    check_layout(cfg.data.root, name)
+                except DataFormatError as error:
+                    raise SpecError(f"{source}: {error}") from None
 
 
 def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:

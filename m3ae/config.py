@@ -19,6 +19,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -38,6 +39,35 @@ def _check(condition: bool, path: str, message: str) -> None:
 
 def _check_ratio(value: float, path: str) -> None:
     _check(0.0 < value < 1.0, path, f"must be a ratio strictly between 0 and 1, got {value}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeds are 0 .. 2**32 - 1
+
+
+def _check_int(value: int, path: str, low: int, high: int | None = None) -> None:
+    """low <= value (<= high)."""
+    within = value >= low and (high is None or value <= high)
+    _check(within, path, f"must be at least {low}, got {value}" if high is None else
+           f"must be in {low}..{high}, got {value}")
+
+
+def _check_float(value: float, path: str, low: float, *, low_open: bool = False, high: float | None = None,
+                 high_open: bool = False) -> None:
+    """A finite number in [low, high] (an end is excluded when `*_open`); NaN and inf never pass."""
+    ok = math.isfinite(value) and (value > low if low_open else value >= low)
+    if high is not None:
+        ok = ok and (value < high if high_open else value <= high)
+    if high is None:
+        expected = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        expected = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    _check(ok, path, f"must be {expected}, got {value}")
+
+
+def _check_heads(width: int, heads: int, path: str, heads_path: str) -> None:
+    """Attention splits a width into heads of equal size."""
+    _check_int(heads, heads_path, 1)
+    _check(width % heads == 0, path, f"must be divisible by {heads_path.rsplit('.', 1)[-1]} {heads}, got {width}")
 
 
 def _check_component(registry_name: str, name: str, path: str) -> None:
@@ -90,10 +120,10 @@ class VisionConfig:
         )
         for name in ("width", "depth", "num_heads"):
             value = getattr(self, name)
-            _check(value is None or value > 0, f"model.vision.{name}", "must be positive")
+            _check(value is None or value > 0, f"model.vision.{name}", f"must be positive, got {value}")
         if self.width is not None and self.num_heads is not None:
-            _check(self.width % self.num_heads == 0, "model.vision.width",
-                   f"must be divisible by num_heads {self.num_heads}")
+            _check_heads(self.width, self.num_heads, "model.vision.width", "model.vision.num_heads")
+        _check_float(self.drop_path, "model.vision.drop_path", 0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -109,9 +139,12 @@ class TextConfig:
 
     def __post_init__(self):
         _check_component("TEXT_ENCODERS", self.kind, "model.text.kind")
-        _check(self.hidden_size % self.num_heads == 0, "model.text.hidden_size",
-               f"must be divisible by num_heads {self.num_heads}")
-        _check(self.max_length >= 8, "model.text.max_length", "must be at least 8")
+        _check_int(self.hidden_size, "model.text.hidden_size", 1)
+        _check_heads(self.hidden_size, self.num_heads, "model.text.hidden_size", "model.text.num_heads")
+        _check_int(self.num_layers, "model.text.num_layers", 1)
+        _check_int(self.intermediate_size, "model.text.intermediate_size", 1)
+        _check_int(self.max_length, "model.text.max_length", 8)
+        _check_float(self.dropout, "model.text.dropout", 0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -125,9 +158,11 @@ class FusionConfig:
 
     def __post_init__(self):
         _check_component("FUSION", self.name, "model.fusion.name")
-        _check(self.num_layers >= 1, "model.fusion.num_layers", "must be at least 1")
-        _check(self.hidden_size % self.num_heads == 0, "model.fusion.hidden_size",
-               f"must be divisible by num_heads {self.num_heads}")
+        _check_int(self.num_layers, "model.fusion.num_layers", 1)
+        _check_int(self.hidden_size, "model.fusion.hidden_size", 1)
+        _check_heads(self.hidden_size, self.num_heads, "model.fusion.hidden_size", "model.fusion.num_heads")
+        _check_float(self.mlp_ratio, "model.fusion.mlp_ratio", 0.0, low_open=True)
+        _check_float(self.dropout, "model.fusion.dropout", 0.0, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -149,12 +184,12 @@ class MIMConfig:
         _check_ratio(self.mask_ratio, "model.mim.mask_ratio")
         _check_component("IMAGE_MASKING", self.masking, "model.mim.masking")
         _check_component("VISION_DECODERS", self.decoder, "model.mim.decoder")
-        _check(self.decoder_depth >= 1, "model.mim.decoder_depth", "must be at least 1")
-        _check(self.decoder_width % self.decoder_heads == 0, "model.mim.decoder_width",
-               f"must be divisible by decoder_heads {self.decoder_heads}")
+        _check_int(self.decoder_depth, "model.mim.decoder_depth", 1)
+        _check_int(self.decoder_width, "model.mim.decoder_width", 4)
+        _check_heads(self.decoder_width, self.decoder_heads, "model.mim.decoder_width", "model.mim.decoder_heads")
         _check(self.decoder_width % 4 == 0, "model.mim.decoder_width",
                f"must be divisible by 4 (2D sin-cos positions), got {self.decoder_width}")
-        _check(self.weight >= 0, "model.mim.weight", "must be non-negative")
+        _check_float(self.weight, "model.mim.weight", 0.0)
 
 
 @dataclass(frozen=True)
@@ -173,8 +208,8 @@ class MLMConfig:
         _check_ratio(self.mask_ratio, "model.mlm.mask_ratio")
         _check_component("TEXT_MASKING", self.masking, "model.mlm.masking")
         _check_component("LANGUAGE_DECODERS", self.decoder, "model.mlm.decoder")
-        _check(self.decoder_depth >= 1, "model.mlm.decoder_depth", "must be at least 1")
-        _check(self.weight >= 0, "model.mlm.weight", "must be non-negative")
+        _check_int(self.decoder_depth, "model.mlm.decoder_depth", 1)
+        _check_float(self.weight, "model.mlm.weight", 0.0)
 
 
 @dataclass(frozen=True)
@@ -189,7 +224,7 @@ class ITMConfig:
     def __post_init__(self):
         _check_component("ITM_NEGATIVES", self.negatives, "model.itm.negatives")
         _check_ratio(self.negative_ratio, "model.itm.negative_ratio")
-        _check(self.weight >= 0, "model.itm.weight", "must be non-negative")
+        _check_float(self.weight, "model.itm.weight", 0.0)
 
 
 @dataclass(frozen=True)
@@ -230,15 +265,18 @@ class DataConfig:
     num_workers: int = 0  # DataLoader workers
 
     def __post_init__(self):
-        _check(self.synth_pairs >= 8, "data.synth_pairs", "must be at least 8")
-        _check(self.synth_vqa_eval_images >= 0, "data.synth_vqa_eval_images", "must be non-negative")
+        _check_int(self.synth_seed, "data.synth_seed", 0, MAX_SEED)
+        _check_int(self.synth_pairs, "data.synth_pairs", 8)
+        for name in ("synth_vqa_images", "synth_questions_per_image", "synth_cls_pairs", "synth_irtr_pairs"):
+            _check_int(getattr(self, name), f"data.{name}", 1)
+        _check_int(self.synth_vqa_eval_images, "data.synth_vqa_eval_images", 0)
         _check(self.synth_vqa_eval_images == 0 or self.synth_vqa_images - 2 * self.synth_vqa_eval_images >= 4,
                "data.synth_vqa_images",
                f"must leave at least 4 training images after 2 x data.synth_vqa_eval_images "
                f"({self.synth_vqa_eval_images}) for val and test, got {self.synth_vqa_images}")
-        _check(0 <= self.synth_scanner_variation <= 2, "data.synth_scanner_variation", "must be in [0, 2]")
-        _check(self.vocab_size >= 100, "data.vocab_size", "must be at least 100")
-        _check(self.num_workers >= 0, "data.num_workers", "must be non-negative")
+        _check_float(self.synth_scanner_variation, "data.synth_scanner_variation", 0.0, high=2.0)
+        _check_int(self.vocab_size, "data.vocab_size", 100)
+        _check_int(self.num_workers, "data.num_workers", 0)
 
 
 # --------------------------------------------------------------------------- training
@@ -255,8 +293,13 @@ class OptimConfig:
     grad_clip: float = 1.0  # max gradient norm; 0 disables
 
     def __post_init__(self):
-        _check(self.lr > 0, "lr", "must be positive")
-        _check(0 <= self.warmup_frac < 1, "warmup_frac", "must be in [0, 1)")
+        stage = "pretrain" if isinstance(self, PretrainConfig) else "finetune"  # the section it is read from
+        _check_float(self.lr, f"{stage}.lr", 0.0, low_open=True)
+        _check_float(self.weight_decay, f"{stage}.weight_decay", 0.0)
+        _check_float(self.warmup_frac, f"{stage}.warmup_frac", 0.0, high=1.0, high_open=True)
+        _check_float(self.fusion_lr_mult, f"{stage}.fusion_lr_mult", 0.0, low_open=True)
+        _check_float(self.head_lr_mult, f"{stage}.head_lr_mult", 0.0, low_open=True)
+        _check_float(self.grad_clip, f"{stage}.grad_clip", 0.0)
 
 
 @dataclass(frozen=True)
@@ -270,8 +313,11 @@ class PretrainConfig(OptimConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check(self.steps >= 1, "pretrain.steps", "must be at least 1")
-        _check(self.batch_size >= 2, "pretrain.batch_size", "must be at least 2 (ITM needs a negative)")
+        _check_int(self.steps, "pretrain.steps", 1)
+        _check(self.batch_size >= 2, "pretrain.batch_size", f"must be at least 2 (ITM needs a negative), "
+                                                            f"got {self.batch_size}")
+        _check_int(self.eval_every, "pretrain.eval_every", 0)
+        _check_int(self.eval_batches, "pretrain.eval_batches", 1)
 
 
 @dataclass(frozen=True)
@@ -289,8 +335,10 @@ class FinetuneConfig(OptimConfig):
         _check(len(self.tasks) >= 1, "finetune.tasks", "must name at least one task")
         for task in self.tasks:
             _check_component("TASKS", task, "finetune.tasks")
-        _check(self.epochs >= 1, "finetune.epochs", "must be at least 1")
-        _check(0 < self.train_fraction <= 1, "finetune.train_fraction", "must be in (0, 1]")
+        _check_int(self.epochs, "finetune.epochs", 1)
+        _check_int(self.batch_size, "finetune.batch_size", 1)
+        _check_float(self.train_fraction, "finetune.train_fraction", 0.0, low_open=True, high=1.0)
+        _check_int(self.eval_every_epochs, "finetune.eval_every_epochs", 1)
 
 
 @dataclass(frozen=True)
@@ -303,6 +351,8 @@ class Config:
     threads: int = 0  # torch threads for this run; 0 = leave torch's default
 
     def __post_init__(self):
+        _check_int(self.seed, "seed", 0, MAX_SEED)
+        _check_int(self.threads, "threads", 0)
         if self.pretrain.enabled:
             _check(self.model.mim.enabled or self.model.mlm.enabled or self.model.itm.enabled,
                    "model", "pre-training needs at least one objective enabled (model.mim / mlm / itm "

@@ -97,5 +97,5 @@ def test_pretraining_helps_rejects_a_bad_setting_before_any_trial(tmp_path):
     assert not workdir.exists()  # nothing written
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "pretraining_helps.py"), "--workdir", str(workdir),
                           "--scratch-lrs=-1e-4"], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "trial scratch-lr-0.0001-s0: lr: must be positive" in out.stderr
+    assert out.returncode == 2 and "trial scratch-lr-0.0001-s0: finetune.lr: must be a finite number > 0" in out.stderr
     assert "Traceback" not in out.stderr and not workdir.exists()

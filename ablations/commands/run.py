@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ablations.cli import UsageError
-    from ablations.spec import parse_spec, read_file
+    from ablations.spec import check_data, parse_spec, read_file
     from ablations.study import expand, trial_table
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
@@ -41,6 +41,7 @@ def run(args) -> int:
     text = read_file(args.study)
     spec = parse_spec(text, str(args.study), args.profile, data_root)
     trials = expand(spec)
+    check_data([t.config for t in trials], str(args.study))  # real datasets under data.root
     if args.dry_run:
         print(trial_table(spec, trials))
         return 0

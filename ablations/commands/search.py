@@ -36,8 +36,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ablations.cli import UsageError
-    from ablations.search import parse_search
-    from ablations.spec import read_file
+    from ablations.search import data_configs, parse_search
+    from ablations.spec import check_data, read_file
 
     for flag in ("n_trials", "max_concurrent"):
         value = getattr(args, flag)
@@ -46,6 +46,7 @@ def run(args) -> int:
     data_root = None if args.data_root is None else Path(args.data_root).expanduser().absolute()
     text = read_file(args.search, "search")
     spec = parse_search(text, str(args.search), args.profile, data_root)  # before anything is created
+    check_data(data_configs(spec), str(args.search))  # real datasets under data.root
 
     from ablations import tracking
     from ablations.search_runner import default_storage, redact, run_search
