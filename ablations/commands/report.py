@@ -30,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ablations import tracking
     from ablations.cli import UsageError
+    from ablations.databases import check_driver
     from dashboards.load import StudyNotFound
     from dashboards.report import build_report, build_search_report
 
@@ -42,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     tracking.use_short_http_retries()
     out = (args.out or _default_out(workdir, name)).absolute()
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
+    check_driver(storage, "--storage")
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
                  or _has_optuna_study(storage, name))
     try:

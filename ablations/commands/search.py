@@ -49,11 +49,13 @@ def run(args) -> int:
     check_data(data_configs(spec), str(args.search))  # real datasets under data.root
 
     from ablations import tracking
+    from ablations.databases import check_driver
     from ablations.search_runner import default_storage, redact, run_search
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
     tracking.check_reachable(uri)  # a wrong URI is found in seconds, before anything is written
     storage = args.storage or default_storage(args.workdir)
+    check_driver(storage, "--storage")  # a missing PostgreSQL driver is named before anything starts
     print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
     outcome = run_search(spec, text, workdir=args.workdir, storage_url=storage,
                          tracking_uri=uri,

@@ -34,12 +34,15 @@ def server_command(args) -> tuple[list[str], str, str]:
     """(the mlflow server command, the backend store URI, the artifacts destination)."""
     from ablations.cli import UsageError
 
-    if not 0 < args.port < 65536:
-        raise UsageError(f"--port must be 1-65535, got {args.port}")
+    from ablations.commands.ui import check_listen
+    from ablations.databases import check_driver
+
+    check_listen(args.host, args.port)
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     home = args.workdir / "server"
     store = args.backend_store_uri or f"sqlite:///{home / 'mlflow.db'}"
+    check_driver(store, "--backend-store-uri")
     if store.startswith("sqlite:///"):
         db = Path(store.removeprefix("sqlite:///"))
         if not db.is_absolute():  # the server's cwd is not the workers' cwd

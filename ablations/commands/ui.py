@@ -16,6 +16,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from ablations.cli import UsageError
 
+    check_listen(args.host, args.port)
     db = args.workdir / "mlflow.db"
     if not db.exists():
         raise UsageError(f"no MLflow store at {db}: run a study first (ablate run STUDY.yaml --workdir {args.workdir})")
@@ -25,6 +26,36 @@ def run(args) -> int:
                "--host", args.host, "--port", str(args.port), "--workers", "1"]
     # One browsing user: one worker.
     return serve(command, f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)")
+
+
+def check_listen(host: str, port: int) -> None:
+    """UsageError unless a server can listen on host:port here: a port in 1-65535, an address of
+    this machine (or 0.0.0.0 / ::), not taken by another process. Found before the server starts,
+    instead of a traceback from inside it."""
+    import ipaddress
+    import re
+    import socket
+
+    from ablations.cli import UsageError
+
+    if not 0 < port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {port}")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if re.fullmatch(r"[\d.]+", host) or not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+            raise UsageError(f"--host {host!r} is not an IP address or a host name (e.g. 127.0.0.1, 0.0.0.0, "
+                             "localhost)") from None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UsageError(f"cannot listen on {host}:{port}: {reason.lower()} (--host must be an address of this "
+                         "machine, or 0.0.0.0 for all of them; --port a free port)") from None
 
 
 def serve(command: list[str], banner: str) -> int:
