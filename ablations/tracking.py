@@ -28,7 +28,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 from ablations.cli import UsageError
 from ablations.redact import redact_text, redact_uri  # noqa: F401 - redact_uri is part of this module's API
-from m3ae.train.callbacks import Callback
 
 PARENT_TAG = "mlflow.parentRunId"
 KIND, STUDY, TRIAL_ID, PRETRAIN_KEY, SEED = "ablate.kind", "ablate.study", "ablate.trial_id", "ablate.pretrain_key", "ablate.seed"
@@ -357,9 +356,11 @@ def close_unfinished_children(tracker: Tracker, experiment_id: str, study_run_id
 # --------------------------------------------------------------------------- a trial (worker side)
 
 
-class MetricBuffer(Callback):
+class MetricBuffer:
     """Buffers step and eval metrics of one stage run; writes them with log_batch
-    every `every` points or `seconds`, and at the end of the stage.
+    every `every` points or `seconds`, and at the end of the stage. A training callback
+    (m3ae.train.callbacks.Callback's hooks), not a subclass: importing this module must not
+    import torch (`ablate list` reads the store with it).
 
     Names: on_step -> "<stage>/<name>" (pretrain/mim_loss, synth_vqa/train_loss),
     on_eval -> "<stage>/val_<name>", on_end -> "<stage>/<name>" at the last step (names
@@ -401,6 +402,9 @@ class MetricBuffer(Callback):
                 if final or time.monotonic() - self.down_since > self.tracker.retry_seconds:
                     raise
         self.last_flush = time.monotonic()
+
+    def on_stage_start(self, stage):
+        pass
 
     def on_step(self, stage, step, metrics):
         for name, value in metrics.items():
