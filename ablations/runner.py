@@ -60,13 +60,14 @@ def connect_ray(address: str | None) -> bool:
     Returns True when this call started the session (so we shut it down after)."""
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_address(address)  # Ray itself would retry an address nobody answers at for minutes
     if ray.is_initialized():
         return False
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep our cwd; we use absolute paths anyway
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
-    address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        check_address(address)  # Ray itself would retry an address nobody answers at for minutes
         try:
             ray.init(address=address, runtime_env=runtime_env)
         except ConnectionError as error:  # something answers there, but not a Ray cluster's head

@@ -533,7 +533,7 @@ def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:
             return
 
 
-def check_data(configs, source: str) -> None:
+def check_data(configs, source: str | None = None) -> None:
     """The real datasets these configs read must be under their data.root (a missing root or folder:
     SpecError naming the path and the expected layout). `ablate validate`, `run` (a dry run too) and
     `search` call this; `load_spec` does not, so a study can be loaded and estimated on a machine
@@ -554,7 +554,7 @@ def check_data(configs, source: str) -> None:
                 try:
                     check_layout(cfg.data.root, name)
                 except DataFormatError as error:
-                    raise SpecError(f"{source}: {error}") from None
+                    raise SpecError(f"{source}: {error}" if source else str(error)) from None
 
 
 def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:

@@ -31,8 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from ablations import tracking
     from ablations.cli import UsageError
     from ablations.databases import check_driver
-    from dashboards.load import StudyNotFound
-    from dashboards.report import build_report, build_search_report
 
     name, study_file = _study_name(args.study)
     workdir = Path(args.workdir)
@@ -44,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     out = (args.out or _default_out(workdir, name)).absolute()
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
     check_driver(storage, "--storage")
+    from dashboards.load import StudyNotFound  # plotly, pandas and MLflow: only once the input is known good
+    from dashboards.report import build_report, build_search_report
+
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
                  or _has_optuna_study(storage, name))
     try:

@@ -74,6 +74,7 @@ def results_table(results: dict) -> str:
 
 def run(args) -> int:
     from ablations.cli import UsageError
+    from ablations.spec import check_data
     from m3ae.config import to_yaml, trial_id
     from m3ae.train.distributed import check_shardable
 
@@ -83,6 +84,7 @@ def run(args) -> int:
         raise UsageError(f"--gpus-per-worker must be 0 (CPU workers) or more, got {args.gpus_per_worker}")
     cfg = resolve_config(args.profile, args.overrides, args.tasks)
     check_shardable(cfg, args.workers, "--workers")
+    check_data([cfg])  # real datasets under data.root, before the run directory exists
     name = args.run_name or f"{args.profile}-{trial_id(cfg)}"
     if args.workers > 1 and not args.run_name:  # a data-parallel run is not the single-process one: its own folder
         name = f"{name}-w{args.workers}"
