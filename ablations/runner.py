@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import statistics
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,7 @@ def connect_ray(address: str | None) -> bool:
         return False
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep our cwd; we use absolute paths anyway
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     if address:
         try:
             ray.init(address=address, runtime_env=runtime_env)
@@ -75,6 +78,10 @@ def connect_ray(address: str | None) -> bool:
     else:
         # "local": a new Ray of our own, even when a `ray start` cluster on this machine is the latest one
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    if callable(on_sigterm) and threading.current_thread() is threading.main_thread():
+        # ray.init replaces a SIGTERM handler with its own, which exits (or aborts) at once and
+        # leaves the runs RUNNING; the CLI's stops the study as Ctrl-C does, and shuts Ray down after
+        signal.signal(signal.SIGTERM, on_sigterm)
     return True
 
 
