@@ -232,6 +232,54 @@ def test_the_shortfall_names_the_resource_the_ask_and_what_the_cluster_has():
     assert shortfall({"cpu": 8, "gpu": 1}, nodes).startswith("resources.gpu: a trial asks for 1 GPU(s) on one node")
 
 
+def test_an_autoscaling_cluster_gets_a_bounded_wait_with_a_message(ray_session, monkeypatch):
+    from ablations import cluster
+
+    monkeypatch.setenv(cluster.WAIT_ENV, "1")
+    monkeypatch.setattr(cluster, "POLL_SECONDS", 0.2)
+    said = []
+    started = time.monotonic()
+    with pytest.raises(cluster.ResourcesUnavailable, match=r"resources\.gpu: .*\(after waiting 1 s\)"):
+        cluster.require_resources({"cpu": 1, "gpu": 1}, said.append)
+    assert time.monotonic() - started < 10
+    assert said and "waiting up to 1 s for the autoscaler to add a node that fits" in said[0]
+    cluster.require_resources({"cpu": 1})  # what fits passes at once, without a message
+
+
+def test_a_port_in_use_is_refused_before_the_server_starts(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["server", "--port", str(port), "--workdir", str(tmp_path / "wd")]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}: address already in use" in capsys.readouterr().err
+    assert not (tmp_path / "wd").exists()
+
+
+def test_a_missing_postgres_driver_names_the_package_and_the_extra(monkeypatch):
+    """SQLAlchemy imports psycopg2 for postgresql+psycopg2:// and psycopg for postgresql://."""
+    import builtins
+
+    from ablations.cli import UsageError
+    from ablations.databases import check_driver
+
+    real_import = builtins.__import__
+
+    def without_drivers(name, *args, **kwargs):
+        if name.split(".")[0] in ("psycopg2", "psycopg"):
+            raise ImportError(f"No module named {name!r}", name=name.split(".")[0])
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_drivers)
+    with pytest.raises(UsageError, match=r"driver 'psycopg2' is not installed: pip install 'psycopg2-binary' "
+                                         r"\(or pip install 'm3ae-ablate\[postgres\]'\)"):
+        check_driver("postgresql+psycopg2://u:pw@db/optuna", "--storage")
+    with pytest.raises(UsageError, match=r"driver 'psycopg' is not installed: .*postgresql\+psycopg2://"):
+        check_driver("postgresql://u:pw@db/optuna", "--storage")
+
+
 # --------------------------------------------------------------------------- start-up
 
 
