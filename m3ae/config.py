@@ -200,6 +200,9 @@ class ModelConfig:
     mim: MIMConfig = field(default_factory=MIMConfig)
     mlm: MLMConfig = field(default_factory=MLMConfig)
     itm: ITMConfig = field(default_factory=ITMConfig)
+    # separate: one fusion pass per objective (the paper's code); joint: MIM and MLM share one
+    # pass over the masked image and the masked text (fewer FLOPs; an ablation of its own)
+    passes: Literal["separate", "joint"] = "separate"
 
     def __post_init__(self):
         n = self.fusion.num_layers
@@ -282,6 +285,7 @@ class FinetuneConfig(OptimConfig):
     train_fraction: float = 1.0  # share of the task's training set used (data-efficiency studies)
     lr: float = 5e-4
     eval_every_epochs: int = 1
+    eval_batch_size: int = 256  # examples per evaluation forward (no gradients: larger than training's)
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self):
@@ -290,6 +294,7 @@ class FinetuneConfig(OptimConfig):
         for task in self.tasks:
             _check_component("TASKS", task, "finetune.tasks")
         _check(self.epochs >= 1, "finetune.epochs", "must be at least 1")
+        _check(self.eval_batch_size >= 1, "finetune.eval_batch_size", "must be at least 1")
         _check(0 < self.train_fraction <= 1, "finetune.train_fraction", "must be in (0, 1]")
 
 
@@ -593,6 +598,7 @@ def pretrain_key(cfg: Config) -> str:
 
 def trial_id(cfg: Config) -> str:
     data = to_dict(cfg)
-    data.pop("threads")
+    data.pop("threads")  # how fast, not what: the same trial
     data["data"].pop("num_workers")
+    data["finetune"].pop("eval_batch_size")
     return config_hash(data)

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
             hits[images] = collections.defaultdict(list)
             for batch in make_loader(pairs, 64, train=False, cfg=cfg, seed=0):
                 pixels = batch.images if images == "true" else batch.images.roll(1, dims=0)
-                out = model.forward_mlm(model.encode_image(pixels), batch)  # pred: logits of the masked tokens
+                out = model.forward_mlm(model.encode_image(pixels), batch, model.mask_text(batch))  # pred: logits
                 for target, guess in zip(out.target.tolist(), out.pred.argmax(dim=-1).tolist()):
                     for name in ("all", categories.get(target, "other words")):
                         hits[images][name].append(int(target == guess))
