@@ -339,7 +339,7 @@ def _laptop() -> Config:
     it, 60 labelled images were enough to read the modality off absolute grey
     levels, and pre-training had little left to add. With it, over 5 seeds
     M3AE is 5.4 +- 1.1 points ahead of scratch and 1.9 +- 2.3 ahead of
-    MLM + ITM (docs/results.md §1, ninth session).
+    MLM + ITM (docs/results.md §1).
 
     MLM masks 40% of the words, not the paper's 15%. synthmed's reports are
     short and formulaic, and at 15% the report alone gives away most masked
