@@ -5,7 +5,7 @@
 Why Optuna's ask/tell driving Ray tasks, and not Ray Tune's `OptunaSearch`:
 - Pruning must be honest. Tune's schedulers stop trials from the outside and
   `OptunaSearch` then tells Optuna the trial COMPLETEd with its partial value,
-  which biases TPE (PITFALLS.md). Here the trial itself reports its validation
+  which biases TPE (docs/architecture.md, pitfalls). Here the trial itself reports its validation
   metric to the Optuna storage after every evaluation (`trial.report`), asks
   `trial.should_prune()`, and a pruned trial is told PRUNED.
 - Resuming is Optuna's own: the study lives in an RDB storage under the search's
