@@ -47,6 +47,7 @@ import yaml
 
 from ablations import tracking
 from ablations.distributed import trial_request, trials_that_fit
+from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
@@ -646,7 +647,7 @@ def write_best_study(spec: SearchSpec, study, workdir: Path) -> Path | None:
     text = best_study_text(spec, study)
     if text is None:
         return None
-    out = Path(workdir) / "searches" / spec.name / "best_study.yaml"
+    out = within(Path(workdir), "searches", spec.name, "best_study.yaml")
     parse_spec(text, str(out))  # the file must be a valid study as written
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -663,7 +664,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     except ImportError:
         say("(dashboard skipped: dashboards.report.build_search_report is not available)")
         return None
-    out = workdir / "reports" / f"{spec.name}.html"
+    out = within(workdir, "reports", f"{spec.name}.html")
     try:
         path = Path(build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
         tracker.log_file(study_run_id, path, name="dashboard.html")
