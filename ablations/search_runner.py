@@ -51,7 +51,8 @@ from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
-from m3ae.config import ConfigError, trial_id
+from m3ae.config import ConfigError
+from m3ae.keys import trial_id
 from m3ae.train.callbacks import Callback
 
 OPTUNA_TRIAL = "ablate.optuna_trial"  # MLflow tag: the Optuna trial number of a trial run

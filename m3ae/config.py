@@ -567,32 +567,3 @@ def apply_overrides(cfg: Config, overrides) -> Config:
 SYNTH_TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
                      "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
                      "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}
-# data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
-# (the tokenizer is trained on the pre-training corpus alone)
-NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIELDS.items()
-                                         if task != "synth_pairs" for name in names))
-
-
-def pretrain_view(cfg: Config) -> dict[str, Any]:
-    """Only the settings that change what pre-training produces: the key of the
-    pre-train cache. Fine-tuning settings and thread counts are left out."""
-    from m3ae.data.synthmed.tasks import GENERATOR_VERSION
-    from m3ae.data.tokenizer import TOKENIZER_VERSION
-
-    data = to_dict(cfg)
-    return {"model": data["model"],
-            "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
-            "pretrain": data["pretrain"], "seed": data["seed"],
-            # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
-            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION}}
-
-
-def pretrain_key(cfg: Config) -> str:
-    return config_hash(pretrain_view(cfg))
-
-
-def trial_id(cfg: Config) -> str:
-    data = to_dict(cfg)
-    data.pop("threads")
-    data["data"].pop("num_workers")
-    return config_hash(data)
