@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from m3ae.config import ConfigError, flatten, from_dict, pretrain_view
+from m3ae.config import ConfigError, flatten, from_dict
+from m3ae.keys import pretrain_view
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import (CheckpointMismatchError, flat_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
