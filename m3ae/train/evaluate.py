@@ -110,11 +110,15 @@ class SplitEncoder:
 
     def pooled(self) -> torch.Tensor:
         """[E, 2D]: fusion + poolers per example, `chunk` examples at a time."""
-        images, texts, masks = torch.cat(self.images), torch.cat(self.texts), torch.cat(self.masks)
+        length = max(t.shape[1] for t in self.texts)  # batches are padded to their own longest text
+        texts = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in self.texts])
+        masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in self.masks])
+        images = torch.cat(self.images)
         image_row = torch.tensor(self.image_row, device=images.device)
         text_row = torch.tensor(self.text_row, device=images.device)
         out = []
         for start in range(0, len(image_row), self.chunk):
             i, t = image_row[start:start + self.chunk], text_row[start:start + self.chunk]
-            out.append(self.model.pool(self.model.fuse(images[i], texts[t], masks[t])))
+            real = int(masks[t].sum(dim=1).max())  # right padding: no chunk needs more columns
+            out.append(self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real])))
         return torch.cat(out)
