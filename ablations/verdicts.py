@@ -99,3 +99,24 @@ def verdict_table(spec: StudySpec, decisions: Sequence[Decision], stop_reason: s
     if stop_reason:
         lines.append(f"the race stopped: {STOP_REASONS.get(stop_reason, stop_reason)}")
     return "\n".join(lines)
+
+
+def values_from_tags(spec: StudySpec, runs: Mapping[str, Any]) -> tuple[list[dict[int, float]], list[float]]:
+    """Like `study_values`, matched by the runs' factor and seed tags rather than trial ids, so a
+    pilot run with other settings (fewer steps, another profile) measures this study's spread.
+    Also returns the wall seconds of each finished trial run."""
+    combos = spec.combinations()
+    index = {tuple(tracking.tag_value(c[p]) for p in spec.factor_paths): i for i, c in enumerate(combos)}
+    values: list[dict[int, float]] = [{} for _ in combos]
+    seconds = []
+    for run in runs.values():
+        tags = run.data.tags
+        if run.info.status != "FINISHED" or tags.get(tracking.PRUNED) == "true" or tracking.SEED not in tags:
+            continue
+        key = tuple(tags.get(tracking.FACTOR_PREFIX + p) for p in spec.factor_paths)
+        value = run.data.metrics.get(spec.metric.name)
+        if key in index and value is not None and math.isfinite(value):
+            values[index[key]][int(tags[tracking.SEED])] = float(value)
+            if run.info.end_time and run.info.start_time:
+                seconds.append((run.info.end_time - run.info.start_time) / 1000)
+    return values, seconds
