@@ -175,6 +175,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _adaptive_lines(est: StudyEstimate) -> list[str]:
+    if not est.max_trials:
+        return []
+    most = _duration(est.seconds * est.max_trials / est.trials)
+    line = (f"  adaptive seeds:     at most {est.max_trials} trials, ~{most} of compute if every comparison "
+            f"stays undecided to the last seed")
+    return [line]
+
+
 def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
     lines = [
         f"study {est.name!r} at profile {est.profile}",
@@ -185,8 +194,7 @@ def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
         + (f", ~{_duration(est.seconds / concurrent)} with {concurrent} trials side by side" if concurrent > 1 else "")
         + (" for the first round" if est.max_trials else ""),
         f"  on GPUs:            ~{est.gpu_hours:.2g} GPU-hours on an {GPU_NAME}",
-        *([f"  adaptive seeds:     at most {est.max_trials} trials, ~{_duration(est.seconds * est.max_trials / est.trials)}"
-           " of compute if every comparison stays undecided to the last seed"] if est.max_trials else []),
+        *_adaptive_lines(est),
         "  (FLOPs counted on one real step and scaled; evaluation and data loading not included;"
         " fine-tuning on real datasets is left out until the data is read)",
     ]
@@ -278,8 +286,9 @@ def format_power(spec, est: PowerEstimate) -> str:
                      "-" if c.spread is None else f"{c.spread:.2f}",
                      "-" if c.needed is None else str(c.needed), str(c.more_trials) if c.needed else "-", cost])
     header = ["setting", "vs leader", "pairs", "paired sd", f"seeds for {POWER:.0%} power", "more trials", "time"]
-    lines = [f"power to tell apart {est.min_effect:g} on {spec.metric.name} (paired t-test at alpha {est.alpha:g}, "
-             "from the measured paired spread):", render_table(header, rows)]
+    title = (f"power to tell apart {est.min_effect:g} on {spec.metric.name} (paired t-test at alpha {est.alpha:g}, "
+             "from the measured paired spread):")
+    lines = [title, render_table(header, rows)]
     if est.seconds is not None:
         lines.append(f"  to settle every comparison: {est.more_trials} more trials, ~{_duration(est.seconds)} "
                      f"with {est.slots} side by side (a trial took {_duration(per_trial)})")

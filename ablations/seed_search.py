@@ -10,7 +10,7 @@ finished trial is never run again; the searcher's own checkpoint is a convenienc
 from __future__ import annotations
 
 import pickle
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from ray.tune.search import Searcher
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats
@@ -96,7 +96,7 @@ def boundaries(start: int, max_seeds: int, alpha: float) -> tuple[float, ...]:
         mean = total / n
         sd = np.sqrt(np.maximum(squares - n * mean * mean, 0.0) / (n - 1))
         t = np.abs(mean) / (sd / math.sqrt(n))
-        k = int(round((spent(n) - previous) * runs))  # runs allowed to cross first here
+        k = round((spent(n) - previous) * runs)  # runs allowed to cross first here
         previous = spent(n)
         if k <= 0:
             continue

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ablations import tracking
 from ablations.sequential import compare
@@ -92,10 +93,10 @@ def verdict_table(spec: StudySpec, decisions: Sequence[Decision], stop_reason: s
     header = ["setting", "vs leader", "seeds", "difference", f"interval ({level})", "verdict"]
     equivalence = f"; equivalent: inside +-{plan.min_effect:g}" if plan.min_effect is not None else ""
     looks = "over every look of the race" if not plan.one_look else "one look (fixed seeds)"
+    legend = (f"difference = setting - leader; better / worse: the interval excludes 0{equivalence}; "
+              f"intervals hold {looks}, error rate {plan.alpha:g} per comparison")
     lines = [f"Verdicts on {spec.metric.name} ({spec.metric.mode}), each setting against the leader, paired by seed:",
-             render_table(header, rows),
-             f"difference = setting - leader; better / worse: the interval excludes 0{equivalence}; "
-             f"intervals hold {looks}, error rate {plan.alpha:g} per comparison"]
+             render_table(header, rows), legend]
     if stop_reason:
         lines.append(f"the race stopped: {STOP_REASONS.get(stop_reason, stop_reason)}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_adaptive_seeds_race_resumes_and_decides(tmp_path, ray_session, capsys):
 
     studies = sorted(tracker.runs(experiment_id, f"tags.`{tracking.KIND}` = 'study'"), key=lambda r: r.info.start_time)
     text = tracker.client.download_artifacts(studies[-1].info.run_id, "decisions.json", str(tmp_path))
-    (decision,) = json.loads(open(text).read())
+    (decision,) = json.loads(Path(text).read_text())
     assert set(decision) == {"setting", "against", "seeds", "diff", "ci_low", "ci_high", "verdict"}
     assert decision["seeds"] == 3 and decision["verdict"] in ("better", "worse", "equivalent", "undecided")
     assert {decision["setting"]["model.mim.mask_ratio"], decision["against"]["model.mim.mask_ratio"]} == {0.5, 0.75}

@@ -28,10 +28,9 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import os
 
-    from ablations.cli import UsageError
-
     import torch
 
+    from ablations.cli import UsageError
     from ablations.estimate import estimate_study, format_estimate
     from ablations.spec import load_spec
 
