@@ -42,13 +42,14 @@ def trial_pretrain_key(cfg: Config, workers: int = 1) -> str:
     return key if workers == 1 else f"{key}-w{workers}"
 
 
-def expand(spec: StudySpec) -> list[Trial]:
-    """All trials of a validated study, combinations in grid order, seeds innermost."""
+def expand(spec: StudySpec, seeds: list[int] | range | None = None) -> list[Trial]:
+    """The trials of a validated study, combinations in grid order, seeds innermost. `seeds`
+    default: the study's fixed seeds, or adaptive seeds' first round (0..start-1)."""
     base_cfg = profile(spec.profile)
     fixed = spec.fixed_overrides()
     trials = []
     for combo in spec.combinations():
-        for seed in spec.seeds:
+        for seed in (spec.initial_seeds if seeds is None else seeds):
             cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
             trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers)))
     ids = Counter(t.trial_id for t in trials)
@@ -83,6 +84,11 @@ def trial_table(spec: StudySpec, trials: list[Trial]) -> str:
     pretrains = len(uses)
     footer = (f"{len(trials)} trials, {pretrains} pre-training{'s' if pretrains != 1 else ''}, "
               f"profile {spec.profile}, tasks {', '.join(spec.tasks)}, metric {spec.metric.name} ({spec.metric.mode})")
+    if spec.adaptive:
+        a = spec.adaptive
+        footer += (f"\nadaptive seeds: the first round (seeds 0..{a.start - 1}); then one more seed per round for the "
+                   f"leader and each setting not yet told apart from it (min_effect {a.min_effect:g}), up to "
+                   f"{a.max} seeds: at most {spec.num_trials()} trials")
     return render_table(header, rows) + "\n" + footer
 
 

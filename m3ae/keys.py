@@ -24,13 +24,15 @@ def pretrain_view(cfg: Config) -> dict[str, Any]:
     pre-train cache. Fine-tuning settings and thread counts are left out."""
     from m3ae.data.synthmed.tasks import GENERATOR_VERSION
     from m3ae.data.tokenizer import TOKENIZER_VERSION
+    from m3ae.model.streams import STREAMS_VERSION
 
     data = to_dict(cfg)
     return {"model": data["model"],
             "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
             # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
-            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION}}
+            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION,
+                         "streams": STREAMS_VERSION}}
 
 
 def pretrain_key(cfg: Config) -> str:

@@ -34,6 +34,7 @@ from m3ae.model.fusion import FusionStates
 from m3ae.model.heads import ITMHead, Pooler, init_weights
 from m3ae.model.masking import corrupt_tokens, patchify, unpatchify, visible_indices
 from m3ae.model.objectives import LossOutput, itm_pairs, normalise_patches
+from m3ae.model.streams import draw_base, stream
 from m3ae.registry import (FUSION, IMAGE_MASKING, ITM_NEGATIVES, OBJECTIVES, TEXT_ENCODERS, TEXT_MASKING,
                            VISION_ENCODERS)
 
@@ -66,25 +67,35 @@ class M3AE(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab: TextVocab):
         super().__init__()
         self.cfg, self.vocab = cfg, vocab
+        # Each part is initialised from its own random stream (m3ae.model.streams), so two
+        # settings with the same seed start their shared parts, and the fine-tuning head built
+        # after the model, from the same weights.
+        base = draw_base()
         # --- encoders
-        self.vision_encoder = VISION_ENCODERS.get(cfg.vision.encoder)(cfg.vision)
-        self.text_encoder = TEXT_ENCODERS.get(cfg.text.kind)(cfg.text, vocab)
+        with stream(base, "vision_encoder"):
+            self.vision_encoder = VISION_ENCODERS.get(cfg.vision.encoder)(cfg.vision)
+        with stream(base, "text_encoder"):
+            self.text_encoder = TEXT_ENCODERS.get(cfg.text.kind)(cfg.text, vocab)
         self.patch_size = cfg.vision.patch_size
         self.grid_size = self.vision_encoder.grid_size
         # --- fusion and pooled output
-        self.fusion = FUSION.get(cfg.fusion.name)(cfg.fusion, self.vision_encoder.width, self.text_encoder.width)
+        with stream(base, "fusion"):
+            self.fusion = FUSION.get(cfg.fusion.name)(cfg.fusion, self.vision_encoder.width, self.text_encoder.width)
+            self.fusion.apply(init_weights)
         self.hidden_size: int = self.fusion.hidden_size
-        self.text_pooler = Pooler(self.hidden_size)
-        self.image_pooler = Pooler(self.hidden_size)
-        self.itm_head = ITMHead(2 * self.hidden_size)  # built even without ITM: retrieval re-uses it
+        with stream(base, "poolers"):
+            self.text_pooler = Pooler(self.hidden_size).apply(init_weights)
+            self.image_pooler = Pooler(self.hidden_size).apply(init_weights)
+        with stream(base, "itm_head"):
+            self.itm_head = ITMHead(2 * self.hidden_size).apply(init_weights)  # built even without ITM: retrieval re-uses it
         # --- objectives (their decoders are the "heads" of pre-training)
-        self.objectives = nn.ModuleDict({
-            name: OBJECTIVES.get(name)(cfg, self.hidden_size, vocab, self.grid_size, self.patch_size)
-            for name in ("mim", "mlm", "itm") if getattr(cfg, name).enabled
-        })
+        self.objectives = nn.ModuleDict()
+        for name in ("mim", "mlm", "itm"):
+            if getattr(cfg, name).enabled:
+                with stream(base, f"objective.{name}"):
+                    objective = OBJECTIVES.get(name)(cfg, self.hidden_size, vocab, self.grid_size, self.patch_size)
+                    self.objectives[name] = objective.apply(init_weights)
         self.loss_weights = {f"{name}_loss": getattr(cfg, name).weight for name in self.objectives}
-        for module in (self.fusion, self.text_pooler, self.image_pooler, self.itm_head, self.objectives):
-            module.apply(init_weights)
 
     # ------------------------------------------------------------------ encoders and fusion
 
@@ -175,25 +186,37 @@ class M3AE(nn.Module):
     def forward(self, batch: Batch) -> M3AEOutput:
         """A pre-training step on a batch: the enabled objectives and their weighted sum."""
         enabled = self.objectives
-        # masks first, before anything else draws random numbers (dropout, negatives): the same
-        # seed then gives the same masks whatever passes, decoders or layers a setting uses
-        image_mask = self.mask_image(batch.images) if "mim" in enabled else None
-        text_mask = self.mask_text(batch) if "mlm" in enabled else None
+        # Each objective draws its masks, negatives and dropout from its own stream
+        # (m3ae.model.streams): the same seed gives the same image masks whatever the text side
+        # does and the other way round, and the same masks with separate or joint passes.
+        base, device = draw_base(), batch.images.device
+        image_mask = text_mask = None
+        if "mim" in enabled:
+            with stream(base, "mim.mask", device):
+                image_mask = self.mask_image(batch.images)
+        if "mlm" in enabled:
+            with stream(base, "mlm.mask", device):
+                text_mask = self.mask_text(batch)
         joint = self.cfg.passes == "joint" and image_mask is not None and text_mask is not None
-        full_image = (self.encode_image(batch.images)
-                      if "itm" in enabled or ("mlm" in enabled and not joint) else None)
-        full_text = (self.encode_text(batch.input_ids, batch.attention_mask)
-                     if "itm" in enabled or ("mim" in enabled and not joint) else None)
+        with stream(base, "encode", device):
+            full_image = (self.encode_image(batch.images)
+                          if "itm" in enabled or ("mlm" in enabled and not joint) else None)
+            full_text = (self.encode_text(batch.input_ids, batch.attention_mask)
+                         if "itm" in enabled or ("mim" in enabled and not joint) else None)
         outputs: dict[str, LossOutput] = {}
         if joint:
-            outputs["mim"], outputs["mlm"] = self.forward_joint(batch, image_mask, text_mask)
+            with stream(base, "joint", device):
+                outputs["mim"], outputs["mlm"] = self.forward_joint(batch, image_mask, text_mask)
         if "mim" in enabled and not joint:
-            outputs["mim"] = self.forward_mim(batch.images, image_mask, full_text, batch.attention_mask)
+            with stream(base, "mim", device):
+                outputs["mim"] = self.forward_mim(batch.images, image_mask, full_text, batch.attention_mask)
         if "mlm" in enabled and not joint:
-            outputs["mlm"] = self.forward_mlm(full_image, batch, text_mask)
+            with stream(base, "mlm", device):
+                outputs["mlm"] = self.forward_mlm(full_image, batch, text_mask)
         if "itm" in enabled:
-            outputs["itm"] = self.forward_itm(full_image, full_text, batch.input_ids, batch.attention_mask,
-                                              batch.image_ids)
+            with stream(base, "itm", device):
+                outputs["itm"] = self.forward_itm(full_image, full_text, batch.input_ids, batch.attention_mask,
+                                                  batch.image_ids)
         losses = {f"{name}_loss": out.loss for name, out in outputs.items()}
         metrics = {k: v for out in outputs.values() for k, v in out.metrics.items()}
         total = sum(self.loss_weights[name] * loss for name, loss in losses.items())
