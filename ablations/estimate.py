@@ -9,10 +9,14 @@ it as a planning number, not a promise).
 
     est = estimate_study(spec)
     print(format_estimate(est))
+
+On a study that has results (or a pilot), `estimate_power` says per comparison how many seeds
+would detect `min_effect` with 80% power given the measured paired spread, and what it costs.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -44,6 +48,7 @@ class StudyEstimate:
     pretrain_seconds: float = 0.0  # on this machine, one trial at a time
     finetune_seconds: float = 0.0
     per_trial: list[dict] = field(default_factory=list)
+    max_trials: int | None = None  # adaptive seeds: the most the race can run (the rest is its first round)
 
     @property
     def flops(self) -> float:
@@ -134,7 +139,8 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
     model architecture and batch size share a probe)."""
     trials: list[Trial] = expand(spec)
     pretrain_keys = {t.pretrain_key for t in trials if t.config.pretrain.enabled}
-    est = StudyEstimate(spec.name, spec.profile, len(trials), len(pretrain_keys))
+    est = StudyEstimate(spec.name, spec.profile, len(trials), len(pretrain_keys),
+                        max_trials=spec.num_trials() if spec.adaptive else None)
     probes: dict[tuple, tuple[StepCost, StepCost]] = {}
     seen_pretrain: set[str] = set()
     for trial in trials:
@@ -169,6 +175,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _adaptive_lines(est: StudyEstimate) -> list[str]:
+    if not est.max_trials:
+        return []
+    most = _duration(est.seconds * est.max_trials / est.trials)
+    line = (f"  adaptive seeds:     at most {est.max_trials} trials, ~{most} of compute if every comparison "
+            f"stays undecided to the last seed")
+    return [line]
+
+
 def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
     lines = [
         f"study {est.name!r} at profile {est.profile}",
@@ -176,9 +191,107 @@ def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
         f"  pre-trainings:      {est.pretrainings} (trials that share a pre-train key share one)",
         f"  FLOPs:              {est.flops:.3g} (pre-train {est.pretrain_flops:.3g}, fine-tune {est.finetune_flops:.3g})",
         f"  on this machine:    ~{_duration(est.seconds)} of compute"
-        + (f", ~{_duration(est.seconds / concurrent)} with {concurrent} trials side by side" if concurrent > 1 else ""),
+        + (f", ~{_duration(est.seconds / concurrent)} with {concurrent} trials side by side" if concurrent > 1 else "")
+        + (" for the first round" if est.max_trials else ""),
         f"  on GPUs:            ~{est.gpu_hours:.2g} GPU-hours on an {GPU_NAME}",
+        *_adaptive_lines(est),
         "  (FLOPs counted on one real step and scaled; evaluation and data loading not included;"
         " fine-tuning on real datasets is left out until the data is read)",
     ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- power per comparison
+
+POWER = 0.8
+
+
+def seeds_for_power(spread: float, effect: float, alpha: float = 0.05, power: float = POWER,
+                    limit: int = 1000) -> int | None:
+    """The fewest seeds whose paired t-test at `alpha` (two-sided) detects a difference of `effect`
+    with probability `power`, when the paired differences have sd `spread`. None above `limit`."""
+    from scipy import stats
+
+    if spread <= 0:
+        return 2
+    for n in range(2, limit + 1):
+        critical = stats.t.ppf(1 - alpha / 2, n - 1)
+        if stats.nct.sf(critical, n - 1, effect / spread * n ** 0.5) >= power:
+            return n
+    return None
+
+
+@dataclass(frozen=True)
+class ComparisonPower:
+    setting: dict
+    against: dict  # the leader
+    pairs: int  # common seeds measured
+    spread: float | None  # sd of the paired differences
+    needed: int | None  # seeds per setting for 80% power at min_effect (None: more than 1000, or unknown)
+    more_trials: int  # trials still to run, on both sides, to reach `needed`
+
+
+@dataclass
+class PowerEstimate:
+    min_effect: float
+    alpha: float
+    comparisons: list[ComparisonPower]
+    trial_seconds: float | None  # mean wall time of a finished trial
+    slots: int  # trials side by side
+    more_trials: int = 0  # to settle every comparison (the leader counted once)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.trial_seconds is None:
+            return None
+        return -(-self.more_trials // max(1, self.slots)) * self.trial_seconds
+
+
+def estimate_power(spec, values: list[dict[int, float]], trial_seconds: list[float], min_effect: float,
+                   slots: int = 1) -> PowerEstimate:
+    """Per comparison (each setting against the leader): the measured paired spread and the seeds
+    that would detect `min_effect` with 80% power; what running them would cost."""
+    from ablations.sequential import compare
+
+    plan = spec.seed_plan()
+    lead, comparisons = compare(values, spec.metric.mode, plan)
+    combos = spec.combinations()
+    rows, wanted = [], {}
+    for c in comparisons:
+        diffs = list(c.differences.values())
+        spread = statistics.stdev(diffs) if len(diffs) >= 2 else None
+        needed = seeds_for_power(spread, min_effect, plan.alpha) if spread is not None else None
+        more = 0
+        if needed is not None:
+            more = max(0, needed - len(values[c.setting])) + max(0, needed - len(values[lead]))
+            wanted[c.setting] = max(wanted.get(c.setting, 0), needed)
+            wanted[lead] = max(wanted.get(lead, 0), needed)
+        rows.append(ComparisonPower(combos[c.setting], combos[lead], c.seeds, spread, needed, more))
+    seconds = statistics.mean(trial_seconds) if trial_seconds else None
+    total = sum(max(0, n - len(values[s])) for s, n in wanted.items())
+    return PowerEstimate(min_effect, plan.alpha, rows, seconds, slots, total)
+
+
+def format_power(spec, est: PowerEstimate) -> str:
+    from ablations.study import render_table
+    from ablations.verdicts import label
+
+    if not est.comparisons:
+        return "power: nothing to compare yet (one setting, or no finished trials)"
+    per_trial = est.trial_seconds
+    rows = []
+    for c in est.comparisons:
+        cost = "-" if per_trial is None or c.needed is None else _duration(c.more_trials * per_trial)
+        rows.append([label(c.setting), label(c.against), str(c.pairs),
+                     "-" if c.spread is None else f"{c.spread:.2f}",
+                     "-" if c.needed is None else str(c.needed), str(c.more_trials) if c.needed else "-", cost])
+    header = ["setting", "vs leader", "pairs", "paired sd", f"seeds for {POWER:.0%} power", "more trials", "time"]
+    title = (f"power to tell apart {est.min_effect:g} on {spec.metric.name} (paired t-test at alpha {est.alpha:g}, "
+             "from the measured paired spread):")
+    lines = [title, render_table(header, rows)]
+    if est.seconds is not None:
+        lines.append(f"  to settle every comparison: {est.more_trials} more trials, ~{_duration(est.seconds)} "
+                     f"with {est.slots} side by side (a trial took {_duration(per_trial)})")
+    lines.append("  (a spread from 2-3 pairs is itself uncertain; adaptive seeds stop early when a difference "
+                 "is clear, fixed seeds of this size do not)")
     return "\n".join(lines)

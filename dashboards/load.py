@@ -1,4 +1,4 @@
-"""Read a study out of MLflow into tidy pandas frames (the MLflow layout in shared/DESIGN.md).
+"""Read a study out of MLflow into tidy pandas frames (the MLflow contract in docs/architecture.md).
 
 `load_study` does one run search per run kind (in mlflow.search_runs' columns) and reshapes the result:
 - `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,
@@ -12,6 +12,7 @@ request per run, and a 1,000-trial study has 3,000 stage runs.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -49,6 +50,7 @@ class StudyData:
     factors: list[str]
     metrics: list[str]  # task metrics, headline first
     costs: list[str] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # decisions.json of the newest study run with one
 
     @property
     def headline(self) -> str | None:
@@ -129,7 +131,8 @@ def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
         trials, factors = join_zipped(trials, factors, group)
     metrics = task_metrics(trials, spec)
     costs = [c for c in trials.columns if c.startswith(COST_PREFIX)]
-    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials, factors, metrics, costs)
+    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials, factors, metrics, costs,
+                     read_decisions(client, study_runs))
 
 
 def _latest(runs: pd.DataFrame) -> str | None:
@@ -146,6 +149,14 @@ def read_spec(client: MlflowClient, study_runs: pd.DataFrame) -> dict:
             continue
         return yaml.safe_load(download(client, run_id, "spec.yaml").decode("utf-8")) or {}
     return {}
+
+
+def read_decisions(client: MlflowClient, study_runs: pd.DataFrame) -> list[dict]:
+    """The verdicts `ablate run` logged as `decisions.json` on the newest study run that has them."""
+    for run_id in study_runs.sort_values("start_time", ascending=False)["run_id"] if not study_runs.empty else []:
+        if "decisions.json" in {a.path for a in client.list_artifacts(run_id)}:
+            return json.loads(download(client, run_id, "decisions.json").decode("utf-8"))
+    return []
 
 
 def tidy_trials(runs: pd.DataFrame) -> pd.DataFrame:

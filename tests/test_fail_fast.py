@@ -101,6 +101,14 @@ CASES = [
          ["model.fusion.num_heads: must be at least 1, got 0"]),
     Case("train-real-task", ["train", "--profile", "smoke", "--tasks", "vqa_rad"],
          ["data.root is not set", "vqa_rad"]),
+    # a real dataset missing under data.root (before: found by the first trial, after Ray and MLflow started)
+    Case("validate-real-task", ["validate", "{dir}/real.yaml"],
+         ["{dir}/real.yaml: dataset 'vqa_rad' is real data read from <data.root>/vqa_rad/, and data.root is not set"]),
+    Case("validate-real-pretrain", ["validate", "{dir}/real_pretrain.yaml"],
+         ["{dir}/real_pretrain.yaml: dataset 'roco' is real data read from <data.root>/roco/"]),
+    Case("validate-real-missing-root", ["validate", "{dir}/real.yaml", "--data-root", "/nonexistent/datasets"],
+         ["data.root /nonexistent/datasets is not a folder (dataset 'vqa_rad' expects vqa_rad/{{train,val,test}}set.json"]),
+    Case("search-real-task", ["search", "{dir}/real_search.yaml"], ["{dir}/real_search.yaml", "data.root is not set"]),
     Case("dry-run-real-task", ["run", "{dir}/real.yaml", "--dry-run"], ["{dir}/real.yaml", "data.root is not set"]),
     Case("dry-run-real-root", ["run", "{dir}/real.yaml", "--dry-run", "--data-root", "{dir}"],
          ["missing {dir}/vqa_rad/trainset.json", "vqa_rad/{{train,val,test}}set.json"]),
@@ -134,6 +142,9 @@ def inputs(tmp_path) -> Path:
     (folder / "study.yaml").write_text(SMOKE_STUDY)
     (folder / "search.yaml").write_text(SMOKE_SEARCH)
     (folder / "real.yaml").write_text("name: ff_real\nprofile: smoke\ntasks: [vqa_rad]\n")
+    (folder / "real_pretrain.yaml").write_text("name: ff_real\nprofile: smoke\ntasks: [synth_vqa]\n"
+                                               "data: {pretrain: roco}\n")
+    (folder / "real_search.yaml").write_text(SMOKE_SEARCH.replace("synth_vqa", "vqa_rad"))
     os.mkfifo(folder / "fifo.yaml")
     (folder / "huge.yaml").write_text("values:\n" + "  - 1\n" * 300_000)  # 1.8 MB of 300,000 nodes
     (folder / "latin1.yaml").write_bytes("name: x\ndescription: \u00c9chographie\n".encode("latin-1"))

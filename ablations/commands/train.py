@@ -75,7 +75,8 @@ def results_table(results: dict) -> str:
 def run(args) -> int:
     from ablations.cli import UsageError
     from ablations.spec import check_data
-    from m3ae.config import to_yaml, trial_id
+    from m3ae.config import to_yaml
+    from m3ae.keys import trial_id
     from m3ae.train.distributed import check_shardable
 
     if args.workers < 1:
