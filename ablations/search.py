@@ -25,20 +25,22 @@ A search is a study file with `kind: search` and a `space` instead of `factors`:
 
 Errors come from the study machinery of `ablations.spec` (`SpecError`, file and
 line, closest valid name), and values are checked by building a `Config` at
-every dimension's low and high (or each choice) on top of `base`.
+every dimension's low and high (or each choice), and at every value of an int
+dimension, on top of `base`. A grid sampler's space is counted before it is listed.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 from pydantic import Field, ValidationError
 
 from ablations.spec import (
-    COST_METRICS, NAME_PATTERN, DataSpec, Seed, Resources, SpecError, StudySpec, _check_path, _closest, _load_yaml, _Problems,
-    _schema_errors, _Strict, check_resources, produced_metrics, read_file,
+    COST_METRICS, NAME_PATTERN, DataSpec, Resources, Seed, SpecError, StudySpec, _check_path, _closest, _load_yaml,
+    _Problems, _schema_errors, _Strict, check_resources, produced_metrics, read_file,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
@@ -422,7 +424,7 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
             problems.add(("enqueue", i), str(error))
 
 
-def _check_int_values(path: str, dim: IntDim, build: Any, problems: _Problems) -> None:
+def _check_int_values(path: str, dim: IntDim, build: Callable[[int], Any], problems: _Problems) -> None:
     """Values between the ends can fail where the ends pass (num_heads 1..4 on a width of 32: 3 does
     not divide it): build a config for every value the dimension can take (an even sample of
     MAX_CHECKED_INTS of them, ends included, in a wider range)."""

@@ -84,6 +84,8 @@ CASES = [
          [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
     Case("tracking-list", ["list", "--tracking-uri", f"http://{NOBODY}"],
          [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
+    Case("tracking-estimate", ["estimate", "{dir}/study.yaml", "--tracking-uri", f"http://{NOBODY}"],
+         [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
     Case("tracking-env", ["run", "{dir}/study.yaml"], [f"no MLflow tracking server at http://{NOBODY}"],
          seconds=30, env={"MLFLOW_TRACKING_URI": f"http://{NOBODY}"}),
     Case("tracking-password-hidden", ["list", "--tracking-uri", "http://user:s3cret@127.0.0.1:1"],
@@ -91,6 +93,8 @@ CASES = [
     # ---- values found before anything is written (before: exit 1 after a run directory and caches)
     Case("train-negative-gpus", ["train", "--workers", "2", "--gpus-per-worker", "-1"],
          ["--gpus-per-worker", "got -1"]),
+    Case("estimate-concurrency", ["estimate", "{dir}/study.yaml", "--max-concurrent", "-2"],
+         ["--max-concurrent must be at least 1, got -2"]),
     Case("train-zero-workers", ["train", "--workers", "0"], ["--workers must be at least 1, got 0"]),
     Case("train-seed", ["train", "--profile", "smoke", "--set", "seed=-1"], ["seed: must be in 0..4294967295, got -1"]),
     Case("train-batch-size", ["train", "--profile", "smoke", "--set", "finetune.batch_size=0"],

@@ -30,11 +30,16 @@ def run(args) -> int:
 
     import torch
 
+    from ablations import tracking
     from ablations.cli import UsageError
     from ablations.estimate import estimate_study, format_estimate
     from ablations.spec import load_spec
 
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"--max-concurrent must be at least 1, got {args.max_concurrent}")
     spec = load_spec(args.study, args.profile)
+    # a tracking server that is down: one line now, not after the FLOP probes and minutes of retries
+    tracking.check_reachable(tracking.resolve_tracking_uri(args.workdir, args.tracking_uri))
     # time the probe steps the way a trial would run them: with its own thread budget
     threads = max(1, int(spec.resources.cpu))
     torch.set_num_threads(threads)
