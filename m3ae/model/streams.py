@@ -22,7 +22,7 @@ STREAMS_VERSION = 1
 
 def draw_base() -> int:
     """One number off torch's global RNG: the base of this call's streams."""
-    return int(torch.randint(0, 2**62, ()).item())
+    return int(torch.randint(0, 2**62, (), device="cpu").item())  # CPU even under torch.device("meta")
 
 
 @contextlib.contextmanager
