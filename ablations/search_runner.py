@@ -5,7 +5,7 @@
 Why Optuna's ask/tell driving Ray tasks, and not Ray Tune's `OptunaSearch`:
 - Pruning must be honest. Tune's schedulers stop trials from the outside and
   `OptunaSearch` then tells Optuna the trial COMPLETEd with its partial value,
-  which biases TPE (PITFALLS.md). Here the trial itself reports its validation
+  which biases TPE (docs/architecture.md, pitfalls). Here the trial itself reports its validation
   metric to the Optuna storage after every evaluation (`trial.report`), asks
   `trial.should_prune()`, and a pruned trial is told PRUNED.
 - Resuming is Optuna's own: the study lives in an RDB storage under the search's
@@ -47,10 +47,12 @@ import yaml
 
 from ablations import tracking
 from ablations.distributed import trial_request, trials_that_fit
+from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
-from m3ae.config import ConfigError, trial_id
+from m3ae.config import ConfigError
+from m3ae.keys import trial_id
 from m3ae.train.callbacks import Callback
 
 OPTUNA_TRIAL = "ablate.optuna_trial"  # MLflow tag: the Optuna trial number of a trial run
@@ -646,7 +648,7 @@ def write_best_study(spec: SearchSpec, study, workdir: Path) -> Path | None:
     text = best_study_text(spec, study)
     if text is None:
         return None
-    out = Path(workdir) / "searches" / spec.name / "best_study.yaml"
+    out = within(Path(workdir), "searches", spec.name, "best_study.yaml")
     parse_spec(text, str(out))  # the file must be a valid study as written
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
@@ -663,7 +665,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     except ImportError:
         say("(dashboard skipped: dashboards.report.build_search_report is not available)")
         return None
-    out = workdir / "reports" / f"{spec.name}.html"
+    out = within(workdir, "reports", f"{spec.name}.html")
     try:
         path = Path(build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
         tracker.log_file(study_run_id, path, name="dashboard.html")

@@ -1,6 +1,6 @@
 """Expand a study into trials: profile config -> base -> one factor combination -> seed.
 
-Each trial's id is a hash of its resolved config (`m3ae.config.trial_id`), so the
+Each trial's id is a hash of its resolved config (`m3ae.keys.trial_id`), so the
 same study expands to the same ids every time and a re-run can skip what is
 done. Trials that share a pre-train key share one pre-training.
 """
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablations.spec import SpecError, StudySpec
-from m3ae.config import Config, apply_overrides, from_dict, pretrain_key, profile, to_dict, trial_id
+from m3ae.config import Config, apply_overrides, from_dict, profile, to_dict
+from m3ae.keys import pretrain_key, trial_id
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Read a study out of MLflow into tidy pandas frames (the MLflow layout in shared/DESIGN.md).
+"""Read a study out of MLflow into tidy pandas frames (the MLflow contract in docs/architecture.md).
 
 `load_study` does one run search per run kind (in mlflow.search_runs' columns) and reshapes the result:
 - `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,

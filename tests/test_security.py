@@ -96,7 +96,7 @@ def test_a_pickled_object_in_a_checkpoint_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"model": {}, "payload": Payload()}, path)
-    with pytest.raises(Exception):  # torch's weights-only unpickler refuses the global
+    with pytest.raises(Exception):  # noqa: B017 - torch's weights-only unpickler refuses the global
         load_checkpoint(path)
     assert not (tmp_path / "was-hacked").exists()
 
@@ -147,3 +147,35 @@ def test_tracker_errors_never_carry_the_password():
     with pytest.raises(tracking.TrackingUnavailable) as error:
         tracker.experiment("x")
     assert "user:***@127.0.0.1:9" in str(error.value) and "secret" not in str(error.value)
+
+
+def _files_under(folder: Path) -> set[Path]:
+    return set(folder.rglob("*")) if folder.exists() else set()
+
+
+@pytest.mark.parametrize("name", ["../../escaped_run", "..", "a/b", "/tmp/escaped_abs_run", "a\\b"])
+def test_train_run_name_is_a_folder_name_never_a_path(tmp_path, capsys, name):
+    workdir = tmp_path / "deep" / "runs"
+    if name.startswith("/"):
+        name = str(tmp_path / "escaped_abs_run")
+    code = main(["train", "--profile", "smoke", "--workdir", str(workdir), "--run-name", name])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "plain name" in err
+    assert _files_under(tmp_path) == set()  # nothing written anywhere, inside the work dir or out
+
+
+@pytest.mark.parametrize("name", ["../../escaped_report", "/Users/x/exp", "a/b"])
+def test_report_of_a_store_experiment_whose_name_is_a_path_writes_nothing_outside(tmp_path, capsys, name):
+    import mlflow
+
+    workdir = tmp_path / "deep" / "runs"
+    workdir.mkdir(parents=True)
+    client = mlflow.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    client.create_experiment(name)  # a server's experiment, possibly renamed by someone else
+    before = _files_under(tmp_path)
+    assert main(["report", name, "--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "Traceback" not in err
+    assert _files_under(tmp_path) == before
+    assert not (tmp_path / "escaped_report.html").exists()

@@ -83,6 +83,7 @@ def render_grid(dataset, n: int, title: str):
 
 def run(args) -> int:
     from ablations.cli import UsageError
+    from ablations.paths import within
     from m3ae.config import apply_overrides, profile
     from m3ae.data import build_dataset
 
@@ -96,7 +97,7 @@ def run(args) -> int:
     cfg = apply_overrides(profile(args.profile), args.overrides)
     # the grid shows raw texts and pixels: no tokenizer needed
     dataset = build_dataset(args.task, args.split, cfg, None, args.workdir / "cache")
-    out = (args.out or args.workdir / "data" / f"{args.task}_{args.split}.png").expanduser().absolute()
+    out = (args.out or within(args.workdir, "data", f"{args.task}_{args.split}.png")).expanduser().absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     title = (f"{args.task} / {args.split}: {len(dataset)} examples, {cfg.model.vision.image_size} px "
              f"(profile {args.profile})")

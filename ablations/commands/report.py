@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(workdir / 'mlflow.db').absolute()}"
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {uri}: run a study first, or pass --workdir / --tracking-uri")
-    out = (args.out or workdir / "reports" / f"{name}.html").absolute()
+    out = (args.out or _default_out(workdir, name)).absolute()
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
                  or _has_optuna_study(storage, name))
@@ -50,6 +50,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(error)) from error
     print(path)
     return 0
+
+
+def _default_out(workdir: Path, name: str) -> Path:
+    """<workdir>/reports/<name>.html, for names that are plain file names (MLflow experiment names on
+    a server are often paths such as /Users/x/exp: those need --out)."""
+    from ablations.paths import UnsafePath, within
+
+    try:
+        return within(workdir, "reports", f"{name}.html")
+    except UnsafePath as error:
+        raise UnsafePath(f"{error}; the study name {name!r} cannot name the dashboard file: pass --out FILE") from None
 
 
 def _study_name(argument: str) -> tuple[str, dict]:

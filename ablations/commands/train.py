@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ablations.distributed import stage_runner
+from ablations.paths import within
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,14 +74,16 @@ def results_table(results: dict) -> str:
 
 
 def run(args) -> int:
-    from m3ae.config import to_yaml, trial_id
+    from m3ae.config import to_yaml
+    from m3ae.keys import trial_id
     from m3ae.train.distributed import check_shardable
 
     cfg = resolve_config(args.profile, args.overrides, args.tasks)
     check_shardable(cfg, args.workers, "--workers")
-    run_dir: Path = args.workdir / "train" / (args.run_name or f"{args.profile}-{trial_id(cfg)}")
+    name = args.run_name or f"{args.profile}-{trial_id(cfg)}"
     if args.workers > 1 and not args.run_name:  # a data-parallel run is not the single-process one: its own folder
-        run_dir = run_dir.with_name(f"{run_dir.name}-w{args.workers}")
+        name = f"{name}-w{args.workers}"
+    run_dir: Path = within(args.workdir, "train", name)  # --run-name is a folder name, never a path
     cache_dir: Path = args.workdir / "cache"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
