@@ -109,16 +109,23 @@ class SplitEncoder:
         return new
 
     def pooled(self) -> torch.Tensor:
-        """[E, 2D]: fusion + poolers per example, `chunk` examples at a time."""
+        """[E, 2D]: fusion + poolers per example, `chunk` examples at a time, in the order added."""
         length = max(t.shape[1] for t in self.texts)  # batches are padded to their own longest text
         texts = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in self.texts])
         masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in self.masks])
         images = torch.cat(self.images)
         image_row = torch.tensor(self.image_row, device=images.device)
         text_row = torch.tensor(self.text_row, device=images.device)
-        out = []
-        for start in range(0, len(image_row), self.chunk):
-            i, t = image_row[start:start + self.chunk], text_row[start:start + self.chunk]
-            real = int(masks[t].sum(dim=1).max())  # right padding: no chunk needs more columns
-            out.append(self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real])))
-        return torch.cat(out)
+        # chunks of texts of similar length, each cut to its longest text (padding is right-aligned
+        # and masked out): questions are ~16 tokens, a few reach max_length
+        order = masks.sum(dim=1)[text_row].argsort()
+        pooled = None
+        for start in range(0, len(order), self.chunk):
+            rows = order[start:start + self.chunk]
+            i, t = image_row[rows], text_row[rows]
+            real = int(masks[t].sum(dim=1).max())
+            out = self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real]))
+            if pooled is None:
+                pooled = out.new_empty(len(order), out.shape[1])
+            pooled[rows] = out
+        return pooled
