@@ -82,7 +82,7 @@ class SplitEncoder:
         self.image_row: list[int] = []  # each example's row in the image encodings
         self.text_row: list[int] = []  # each example's row in the text encodings
         self._image_rows: dict[int, int] = {}  # image id -> row
-        self._text_rows: dict[bytes, int] = {}  # token ids -> row
+        self._text_rows: dict[bytes, int] = {}  # a text's token ids -> row
 
     def add(self, batch) -> None:
         image_ids = (batch.image_ids if batch.image_ids is not None else
@@ -90,7 +90,8 @@ class SplitEncoder:
         new_images = self._rows(image_ids.tolist(), self._image_rows, self.image_row)
         if new_images:
             self.images.append(self.model.encode_image(batch.images[new_images]))
-        keys = [row.numpy().tobytes() for row in batch.input_ids.cpu()]
+        lengths = batch.attention_mask.sum(dim=1).tolist()  # the key is a text's tokens, not its batch's padding
+        keys = [row[:n].numpy().tobytes() for row, n in zip(batch.input_ids.cpu(), lengths)]
         new_texts = self._rows(keys, self._text_rows, self.text_row)
         if new_texts:
             ids, mask = batch.input_ids[new_texts], batch.attention_mask[new_texts]
