@@ -47,16 +47,18 @@ class StudyEstimate:
     finetune_flops: float = 0.0
     pretrain_seconds: float = 0.0  # on this machine, one trial at a time
     finetune_seconds: float = 0.0
+    eval_flops: float = 0.0  # fine-tuning's validation passes and test pass
+    eval_seconds: float = 0.0
     per_trial: list[dict] = field(default_factory=list)
     max_trials: int | None = None  # adaptive seeds: the most the race can run (the rest is its first round)
 
     @property
     def flops(self) -> float:
-        return self.pretrain_flops + self.finetune_flops
+        return self.pretrain_flops + self.finetune_flops + self.eval_flops
 
     @property
     def seconds(self) -> float:
-        return self.pretrain_seconds + self.finetune_seconds
+        return self.pretrain_seconds + self.finetune_seconds + self.eval_seconds
 
     @property
     def gpu_hours(self) -> float:
@@ -121,6 +123,47 @@ def finetune_step_cost(cfg, probe_size: int = 4) -> StepCost:
     return _step_cost(cfg, cfg.finetune.batch_size, loss, probe_size)
 
 
+def eval_example_costs(cfg, probe_size: int = 8) -> tuple[StepCost, StepCost]:
+    """Evaluation forwards (no gradients), per example: (fusion + poolers, which run for every
+    example; both unimodal encoders, which run once per distinct image and question)."""
+    from m3ae.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, _probe_vocab(cfg)).eval()
+    batch = _probe_batch(cfg, probe_size)
+    with torch.inference_mode():
+        images = model.encode_image(batch.images)
+        texts = model.encode_text(batch.input_ids, batch.attention_mask)
+        fuse = _measure(lambda: model.pool(model.fuse(images, texts, batch.attention_mask)), probe_size, 1)
+        encode = _measure(lambda: (model.encode_image(batch.images), model.encode_text(batch.input_ids,
+                                                                                        batch.attention_mask)),
+                          probe_size, 1)
+    return fuse, encode
+
+
+def eval_passes(cfg) -> int:
+    """Validation passes of a fine-tuning run (every eval_every_epochs epochs and the last)."""
+    every = cfg.finetune.eval_every_epochs
+    return sum(1 for epoch in range(1, cfg.finetune.epochs + 1) if epoch % every == 0 or epoch == cfg.finetune.epochs)
+
+
+def eval_examples(cfg, task: str) -> tuple[int, int] | None:
+    """(fused examples, images) of the validation and test splits together (synthmed; None for real
+    data). Each image's questions count as distinct texts: an upper bound, they repeat."""
+    from m3ae.data.synthmed.tasks import split_sizes
+    from m3ae.train import get_task
+
+    dataset = get_task(task).dataset
+    if not dataset.startswith("synth_"):
+        return None
+    sizes = split_sizes(dataset, cfg.data)
+    images = sizes["val"] + sizes["test"]
+    if dataset == "synth_irtr":  # retrieval scores every image against every text
+        return sizes["val"] ** 2 + sizes["test"] ** 2, images
+    per_image = cfg.data.synth_questions_per_image if dataset == "synth_vqa" else 1
+    return images * per_image, images
+
+
 def finetune_examples(cfg, task: str) -> int | None:
     """Training examples of a task (synthmed: from the config; real data: unknown until read)."""
     from m3ae.data.synthmed.tasks import split_sizes
@@ -141,15 +184,15 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
     pretrain_keys = {t.pretrain_key for t in trials if t.config.pretrain.enabled}
     est = StudyEstimate(spec.name, spec.profile, len(trials), len(pretrain_keys),
                         max_trials=spec.num_trials() if spec.adaptive else None)
-    probes: dict[tuple, tuple[StepCost, StepCost]] = {}
+    probes: dict[tuple, tuple[StepCost, StepCost, tuple[StepCost, StepCost]]] = {}
     seen_pretrain: set[str] = set()
     for trial in trials:
         cfg = trial.config
         shape = (repr(cfg.model), cfg.data.vocab_size, cfg.pretrain.batch_size, cfg.finetune.batch_size)
         if shape not in probes:
             progress(f"  probing a step of {trial.trial_id} ({len(probes) + 1}) ...")
-            probes[shape] = (pretrain_step_cost(cfg), finetune_step_cost(cfg))
-        pre, fine = probes[shape]
+            probes[shape] = (pretrain_step_cost(cfg), finetune_step_cost(cfg), eval_example_costs(cfg))
+        pre, fine, (fuse, encode) = probes[shape]
         row = {"trial_id": trial.trial_id, **trial.factors, "seed": trial.seed}
         if cfg.pretrain.enabled and trial.pretrain_key not in seen_pretrain:  # shared pre-trainings cost once
             seen_pretrain.add(trial.pretrain_key)
@@ -162,6 +205,11 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
             steps = -(-examples // cfg.finetune.batch_size) * cfg.finetune.epochs
             est.finetune_flops += fine.flops * steps
             est.finetune_seconds += fine.seconds * steps
+            examples, images = eval_examples(cfg, task)
+            # validation passes over the val split, one pass over test: val + test per pass, halved
+            passes = (eval_passes(cfg) + 1) / 2
+            est.eval_flops += passes * (examples * fuse.flops + images * encode.flops)
+            est.eval_seconds += passes * (examples * fuse.seconds + images * encode.seconds)
         row["pretrain_step_gflop"] = pre.flops / 1e9
         est.per_trial.append(row)
     return est
@@ -189,13 +237,14 @@ def format_estimate(est: StudyEstimate, concurrent: int = 1) -> str:
         f"study {est.name!r} at profile {est.profile}",
         f"  trials:             {est.trials}",
         f"  pre-trainings:      {est.pretrainings} (trials that share a pre-train key share one)",
-        f"  FLOPs:              {est.flops:.3g} (pre-train {est.pretrain_flops:.3g}, fine-tune {est.finetune_flops:.3g})",
+        f"  FLOPs:              {est.flops:.3g} (pre-train {est.pretrain_flops:.3g}, fine-tune {est.finetune_flops:.3g}, "
+        f"evaluation {est.eval_flops:.3g})",
         f"  on this machine:    ~{_duration(est.seconds)} of compute"
         + (f", ~{_duration(est.seconds / concurrent)} with {concurrent} trials side by side" if concurrent > 1 else "")
         + (" for the first round" if est.max_trials else ""),
         f"  on GPUs:            ~{est.gpu_hours:.2g} GPU-hours on an {GPU_NAME}",
         *_adaptive_lines(est),
-        "  (FLOPs counted on one real step and scaled; evaluation and data loading not included;"
+        "  (FLOPs counted on one real step and scaled; data loading not included;"
         " fine-tuning on real datasets is left out until the data is read)",
     ]
     return "\n".join(lines)

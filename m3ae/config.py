@@ -354,6 +354,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0  # the trial seed: model init, masking, data order
     threads: int = 0  # torch threads for this run; 0 = leave torch's default
+    compile: bool = False  # torch.compile the pre-training step (inductor); eager where it cannot compile
 
     def __post_init__(self):
         _check_int(self.seed, "seed", 0, MAX_SEED)

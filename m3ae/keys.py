@@ -1,7 +1,7 @@
 """Cache keys of a config: what makes two pre-trainings, or two trials, the same.
 
     pretrain_key(cfg)   a hash of `pretrain_view(cfg)`: trials with equal keys share one pre-training
-    trial_id(cfg)       a hash of the whole resolved config, thread counts and evaluation batch size left out
+    trial_id(cfg)       a hash of the whole resolved config, thread counts, compile and evaluation batch size left out
 
 Both are stable across processes and runs (`m3ae.config.config_hash`), so a study
 expands to the same ids every time and a re-run skips what is done.
@@ -42,6 +42,7 @@ def pretrain_key(cfg: Config) -> str:
 def trial_id(cfg: Config) -> str:
     data = to_dict(cfg)
     data.pop("threads")  # how fast, not what: the same trial
+    data.pop("compile")
     data["data"].pop("num_workers")
     data["finetune"].pop("eval_batch_size")
     return config_hash(data)

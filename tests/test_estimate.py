@@ -94,3 +94,15 @@ def test_estimate_command_reads_results_from_mlflow(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "at most 12 trials" in out and "power to tell apart 1 on synth_vqa/overall_acc" in out
     assert "mim.mask_ratio=0.75  mim.mask_ratio=0.25  3      1.00       10" in out
+
+
+def test_evaluation_is_part_of_the_estimate():
+    from ablations.estimate import eval_examples, eval_passes
+
+    cfg = apply_overrides(profile("smoke"), {"finetune.epochs": 10, "finetune.eval_every_epochs": 3})
+    assert eval_passes(cfg) == 4  # epochs 3, 6, 9 and the last
+    examples, images = eval_examples(cfg, "synth_vqa")
+    assert examples == images * cfg.data.synth_questions_per_image
+    irtr_examples, irtr_images = eval_examples(cfg, "synth_irtr")
+    assert irtr_examples > irtr_images  # every image against every text
+    assert eval_examples(cfg, "vqa_rad") is None  # real data: unknown until read

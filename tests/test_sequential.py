@@ -166,3 +166,13 @@ def test_boundaries_are_fixed_and_no_look_before_start():
     assert table[8] > stats.t.ppf(0.975, 7)  # the last look pays for the earlier ones
     assert table[4] > table[8]
     assert SeedPlan(4, 4).boundary(4) == pytest.approx(stats.t.ppf(0.975, 3))  # one look: the t-interval
+
+
+def test_the_budget_estimate_counts_rounds_of_trials_side_by_side():
+    from ablations.runner import SeedRace
+
+    seeds = SeedRace(Race(3, PLAN, "max"), {}, durations=[50.0, 70.0], budget_seconds=150.0, slots=2)
+    assert seeds.afford(2)  # one round of 2 side by side: 60 s
+    assert seeds.afford(4)  # two rounds: 120 s
+    assert not seeds.afford(5)  # three rounds: 180 s > 150 s
+    assert SeedRace(Race(3, PLAN, "max"), {}, budget_seconds=0.0).afford(9)  # nothing measured yet: no estimate

@@ -82,7 +82,7 @@ class SplitEncoder:
         self.image_row: list[int] = []  # each example's row in the image encodings
         self.text_row: list[int] = []  # each example's row in the text encodings
         self._image_rows: dict[int, int] = {}  # image id -> row
-        self._text_rows: dict[bytes, int] = {}  # token ids -> row
+        self._text_rows: dict[bytes, int] = {}  # a text's token ids -> row
 
     def add(self, batch) -> None:
         image_ids = (batch.image_ids if batch.image_ids is not None else
@@ -90,7 +90,8 @@ class SplitEncoder:
         new_images = self._rows(image_ids.tolist(), self._image_rows, self.image_row)
         if new_images:
             self.images.append(self.model.encode_image(batch.images[new_images]))
-        keys = [row.numpy().tobytes() for row in batch.input_ids.cpu()]
+        lengths = batch.attention_mask.sum(dim=1).tolist()  # the key is a text's tokens, not its batch's padding
+        keys = [row[:n].numpy().tobytes() for row, n in zip(batch.input_ids.cpu(), lengths)]
         new_texts = self._rows(keys, self._text_rows, self.text_row)
         if new_texts:
             ids, mask = batch.input_ids[new_texts], batch.attention_mask[new_texts]
@@ -109,16 +110,23 @@ class SplitEncoder:
         return new
 
     def pooled(self) -> torch.Tensor:
-        """[E, 2D]: fusion + poolers per example, `chunk` examples at a time."""
+        """[E, 2D]: fusion + poolers per example, `chunk` examples at a time, in the order added."""
         length = max(t.shape[1] for t in self.texts)  # batches are padded to their own longest text
         texts = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in self.texts])
         masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in self.masks])
         images = torch.cat(self.images)
         image_row = torch.tensor(self.image_row, device=images.device)
         text_row = torch.tensor(self.text_row, device=images.device)
-        out = []
-        for start in range(0, len(image_row), self.chunk):
-            i, t = image_row[start:start + self.chunk], text_row[start:start + self.chunk]
-            real = int(masks[t].sum(dim=1).max())  # right padding: no chunk needs more columns
-            out.append(self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real])))
-        return torch.cat(out)
+        # chunks of texts of similar length, each cut to its longest text (padding is right-aligned
+        # and masked out): questions are ~16 tokens, a few reach max_length
+        order = masks.sum(dim=1)[text_row].argsort()
+        pooled = None
+        for start in range(0, len(order), self.chunk):
+            rows = order[start:start + self.chunk]
+            i, t = image_row[rows], text_row[rows]
+            real = int(masks[t].sum(dim=1).max())
+            out = self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real]))
+            if pooled is None:
+                pooled = out.new_empty(len(order), out.shape[1])
+            pooled[rows] = out
+        return pooled

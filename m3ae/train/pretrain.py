@@ -31,7 +31,7 @@ from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
 from m3ae.train.flops import count_flops
 from m3ae.train.optim import build_optimizer, clip_gradients
 from m3ae.train.progress import Progress
-from m3ae.train.runtime import autocast, check_finite, seed_everything
+from m3ae.train.runtime import autocast, check_finite, maybe_compile, seed_everything
 from m3ae.train.schedule import build_scheduler
 
 STAGE = "pretrain"
@@ -122,7 +122,7 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
         set_rng_state(resumed["rng"])  # after the skip: batches and masks continue exactly
     parallel.agree(step, "the step to resume from")
     parallel.seed(cfg.seed, step)
-    forward = parallel.wrap(model)
+    forward = maybe_compile(parallel.wrap(model), cfg.compile)
     last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
 
     callbacks.on_stage_start(STAGE)
