@@ -56,6 +56,7 @@ def run(args) -> int:
         return 0
 
     from ablations import tracking
+    from ablations.cluster import check_address
     from ablations.runner import run_study
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
@@ -63,7 +64,10 @@ def run(args) -> int:
     storage = args.storage
     if storage and "://" not in storage:
         storage = str(Path(storage).expanduser().absolute())  # Tune and the trials need an absolute path
-    if (args.address or os.environ.get("RAY_ADDRESS")) and uri.startswith("sqlite"):
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address:
+        check_address(address)  # before the note below: nobody there is the news
+    if address and uri.startswith("sqlite"):
         print("note: on a multi-machine cluster, workers cannot share a sqlite MLflow store: start "
               "`ablate server` and pass --tracking-uri http://HOST:PORT (see README, Running on a cluster)")
     outcome = run_study(spec, trials, text, workdir=args.workdir, tracking_uri=uri,
