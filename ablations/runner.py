@@ -2,6 +2,8 @@
 
     run_study(spec, spec_text, workdir=..., tracking_uri=...)
 
+0. Joins (or starts) Ray and checks that one trial fits a node of it (`ablations.cluster`),
+   before anything is written.
 1. Opens the experiment, marks runs a dead process left RUNNING as KILLED,
    and skips trials that already finished (by trial id).
 2. Opens this invocation's study run, then Tune runs the remaining trials

@@ -33,7 +33,6 @@ def add_arguments(parser) -> None:
 def server_command(args) -> tuple[list[str], str, str]:
     """(the mlflow server command, the backend store URI, the artifacts destination)."""
     from ablations.cli import UsageError
-
     from ablations.commands.ui import check_listen
     from ablations.databases import check_driver
 

@@ -74,6 +74,7 @@ def results_table(results: dict) -> str:
 
 def run(args) -> int:
     from ablations.cli import UsageError
+    from ablations.distributed import stage_runner  # torch: imported when the verb runs, not for `ablate --help`
     from ablations.spec import check_data
     from m3ae.config import to_yaml
     from m3ae.keys import trial_id
@@ -107,8 +108,6 @@ def run(args) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(to_yaml(cfg))
         print(f"ablate train: {run_dir}", flush=True)
-        from ablations.distributed import stage_runner
-
         with stage_runner(resources, storage=args.workdir / "ray" / "train", name=run_dir.name) as stages:
             _train(cfg, stages, run_dir, cache_dir, [_Printer()], summary)
     finally:
