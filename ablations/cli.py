@@ -23,6 +23,7 @@ VERBS = {
     "report": ("report", "build the Plotly dashboard of a study"),
     "estimate": ("estimate", "trials, pre-trainings, FLOPs and wall time a study will cost"),
     "list": ("list_studies", "studies and their trials' states"),
+    "findings": ("findings", "our verdict on each of the paper's findings, per study"),
     "ui": ("ui", "start the MLflow UI on this work directory's store"),
     "server": ("server", "an MLflow tracking server (database + proxied artifacts) for a cluster's workers"),
     "data": ("data", "look at the data (ablate data show TASK)"),

@@ -27,6 +27,7 @@ import yaml
 from ablations import faults, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
+from ablations.naming import factor_aliases, setting_name
 from ablations.paths import within
 from ablations.spec import StudySpec
 from ablations.study import Trial, format_value, render_table, short_path
@@ -274,6 +275,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
                    "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
                    "cache_root": shared_cache_root(storage), "resources": spec.resources.model_dump(),
+                   "aliases": factor_aliases(spec.factor_paths, spec.alias),
                    "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]

@@ -228,7 +228,7 @@ def execute_search_trial(request: dict) -> dict:
         trial = Trial.from_payload(payload)
         callbacks = [reporter] if reporter else []
         try:
-            result = execute(trial, request["ctx"], callbacks=callbacks, tags=tags)
+            result = execute(trial, request["ctx"], callbacks=callbacks, tags=tags, name_prefix=f"t{request['number']}-")
         except tracking.Pruned as stop:
             return {"state": "pruned", "metrics": {}, "run_ids": run_ids, "error": str(stop)}
         except Exception as error:  # noqa: BLE001 - recorded in MLflow by the trial run; told FAIL

@@ -20,6 +20,7 @@ from typing import Mapping
 from ablations import faults
 from ablations.cache import PretrainCache
 from ablations.distributed import stage_runner
+from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
 from ablations.study import Trial
 from ablations.tracking import Tracker, TrialRun
@@ -82,12 +83,13 @@ def run_trial(params: dict, study: Mapping) -> None:
     tune.report({ctx["metric"]: result.metrics.get(ctx["metric"], float("nan")), "phase": "test"})
 
 
-def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None) -> TrialResult:
+def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None, name_prefix: str = "") -> TrialResult:
     """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
     `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
     `tags` go on the trial run (a search's `ablate.optuna_trial`). `ctx["fault"]`: test-only
     fault injection (`ablations.faults`), absent in real runs. `ctx["resources"]`: the study's
-    resources (`workers` > 1: data-parallel stages); absent means one process."""
+    resources (`workers` > 1: data-parallel stages); absent means one process. `ctx["aliases"]`:
+    the factors' short names for the run name (`name_prefix` goes before it: a search's trial number)."""
     import torch
 
     cfg = trial.config
@@ -100,7 +102,9 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
 
     resources = ctx.get("resources") or {}
     storage = f"{ctx.get('storage') or Path(ctx['workdir']) / 'ray'}/train"  # Ray Train's run state, if any
-    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run, \
+    aliases = ctx.get("aliases") or factor_aliases(list(trial.factors))
+    name = name_prefix + run_name(trial.factors, trial.seed, aliases)
+    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial, name) as run, \
             stage_runner(resources, storage=storage, name=f"{ctx['study_name']}-{trial.trial_id}") as stages:
         workers = int(resources.get("workers", 1))
         tracker.set_tags(run.run_id, {**node_tags(), **(tags or {}), **({WORKERS: workers} if workers > 1 else {})})

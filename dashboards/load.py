@@ -12,6 +12,7 @@ request per run, and a 1,000-trial study has 3,000 stage runs.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tempfile
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from dashboards.summaries import format_setting, parse_value, short_name
 FACTOR_TAG = "tags.ablate.factor."
 COST_PREFIX = "cost/"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+DECISIONS = "decisions.json"
 SEARCH_PAGE = 10_000  # the sqlite store serves at most 50,000 runs a page
 TRIAL_COLUMNS = ["run_id", "trial_id", "seed", "state", "error", "pretrain_run_id", "optuna_trial", "start_time"]
 
@@ -49,6 +51,7 @@ class StudyData:
     factors: list[str]
     metrics: list[str]  # task metrics, headline first
     costs: list[str] = field(default_factory=list)
+    decisions: list[dict] = field(default_factory=list)  # the adaptive-seed race's verdicts ([] for fixed seeds)
 
     @property
     def headline(self) -> str | None:
@@ -129,7 +132,8 @@ def load_study(name: str, uri: str, spec: dict | None = None) -> StudyData:
         trials, factors = join_zipped(trials, factors, group)
     metrics = task_metrics(trials, spec)
     costs = [c for c in trials.columns if c.startswith(COST_PREFIX)]
-    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials, factors, metrics, costs)
+    return StudyData(name, uri, experiment.experiment_id, study_run_id, spec, trials, factors, metrics, costs,
+                     read_decisions(client, study_runs))
 
 
 def _latest(runs: pd.DataFrame) -> str | None:
@@ -146,6 +150,15 @@ def read_spec(client: MlflowClient, study_runs: pd.DataFrame) -> dict:
             continue
         return yaml.safe_load(download(client, run_id, "spec.yaml").decode("utf-8")) or {}
     return {}
+
+
+def read_decisions(client: MlflowClient, study_runs: pd.DataFrame) -> list[dict]:
+    """`decisions.json` of the newest study run that logged one (an adaptive-seed race); [] if none."""
+    for run_id in study_runs.sort_values("start_time", ascending=False)["run_id"] if not study_runs.empty else []:
+        if any(a.path == DECISIONS for a in client.list_artifacts(run_id)):
+            found = json.loads(download(client, run_id, DECISIONS).decode("utf-8"))
+            return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+    return []
 
 
 def tidy_trials(runs: pd.DataFrame) -> pd.DataFrame:

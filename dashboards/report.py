@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from ablations.redact import redact_uri
 from ablations.tracking import open_client
-from dashboards import figures, html, load, summaries
+from dashboards import figures, findings, html, load, summaries
 from dashboards.load import StudyData
 
 CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
@@ -49,15 +49,24 @@ def write(page: html.Page, out: Path) -> Path:
 def _subtitle(data: StudyData) -> str:
     counts = summaries.state_counts(data.trials) if len(data.trials) else pd.DataFrame(columns=["state", "trials"])
     states = ", ".join(f"{n} {s.lower()}" for s, n in zip(counts["state"], counts["trials"])) or "no trials yet"
-    metric = f"headline {data.headline} ({data.mode})" if data.headline else "no metrics yet"
+    metric = f"headline {summaries.metric_label(data.headline)}, {data.mode}imised" if data.headline else "no metrics yet"
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{len(data.trials)} trials: {states} · {metric} · {redact_uri(data.tracking_uri)} · built {now}"
+    return (f"profile {data.spec.get('profile', '?')} · {len(data.trials)} trials: {states} · {metric} · "
+            f"{redact_uri(data.tracking_uri)} · built {now}")
+
+
+SMOKE_WARNING = ("Smoke profile: tiny models trained for a few seconds to check that the platform works. "
+                 "Its accuracies are meaningless and say nothing about the paper; this page makes no verdict. "
+                 "Run the study at the laptop (default) or paper profile for results.")
 
 
 def add_study_sections(page: html.Page, data: StudyData) -> None:
     """Every section of a study dashboard, in reading order."""
     finished = data.trials[data.trials["state"] == "FINISHED"]
+    if data.spec.get("profile") == "smoke":
+        page.notice = SMOKE_WARNING
     if data.headline and len(finished):
+        _findings_section(page, data)
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
         _significance_section(page, data, finished)
@@ -82,6 +91,24 @@ def _headline_section(page: html.Page, data: StudyData, finished: pd.DataFrame) 
                                              fx, fy, data.headline))
 
 
+def _findings_section(page: html.Page, data: StudyData) -> None:
+    """The verdict per paper finding (the table `ablate findings` prints), first thing on the page."""
+    if not (data.spec.get("reference") or {}).get("ranking") and not (data.spec.get("reference") or {}).get("values"):
+        return
+    section = page.section("The paper's findings, and ours")
+    try:
+        report = findings.StudyFindings.of(data)
+    except KeyError as error:  # the reference names a path this study does not vary
+        section.blocks.append(html.paragraph(f"The reference block cannot be compared: {error.args[0]}", "note"))
+        return
+    if report.source:
+        section.blocks.append(html.paragraph(f"Paper: {report.source}"))
+    if report.findings:
+        classes = {findings.Verdict.AGREES: "best", findings.Verdict.DISAGREES: "flag"}
+        section.blocks.append(html.table_html(report.table(), [classes.get(f.verdict, "") for f in report.findings]))
+    section.blocks.append(html.paragraph(report.caveat(), "note" if report.profile == "smoke" else ""))
+
+
 def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
     reference = data.spec.get("reference") or {}
     section = page.section("Beside the paper")
@@ -89,35 +116,21 @@ def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame)
     if not (reference.get("ranking") or reference.get("values")):
         section.blocks.append(html.paragraph("This study file has no `reference` block, so there is nothing to compare."))
         return
-    source = " · ".join(str(reference[k]) for k in ("source", "note") if reference.get(k))
     paper_metric = reference.get("metric", data.headline)
-    if source:
-        section.blocks.append(html.paragraph(f"Paper: {source} (metric {paper_metric})."))
+    if reference.get("note"):
+        section.blocks.append(html.paragraph(f"Paper ({paper_metric}): {reference['note']}"))
     try:
-        table, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
+        ours = summaries.ours_with_paper_rank(finished, reference, data.headline, data.mode)
+        _, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
     except KeyError as error:  # the reference names a path this study does not vary
         section.blocks.append(html.paragraph(f"The reference block cannot be compared: {error.args[0]}", "note"))
         return
-    keys = sorted({k for s in (reference.get("ranking") or []) + [v["setting"] for v in reference.get("values") or []]
-                   for k in s})
-    settings = reference.get("ranking") or [v["setting"] for v in reference.get("values") or []]
-    plotted = table.copy()
-    for key in keys:  # the setting's factor values, to plot on the factor's own axis
-        lookup = {summaries.format_setting(s): s.get(key) for s in settings}
-        lookup.update({summaries.format_setting(v["setting"]): v["setting"].get(key) for v in reference.get("values") or []})
-        plotted[key] = plotted["setting"].map(lookup)
-    if plotted["mean"].notna().any():
-        page.figure(section, figures.ours_vs_paper(plotted[plotted["mean"].notna()], keys, data.headline, paper_metric))
-    section.blocks.append(html.paragraph(_agreement_text(agreement)))
-    shown = pd.DataFrame({
-        "setting": table["setting"],
-        "paper": table["paper_value"],
-        "paper rank": table["paper_rank"],
-        f"ours ({data.headline})": [_mean_ci_text(r) for _, r in table.iterrows()],
-        "our rank": table["our_rank"],
-        "ranking agrees?": table["agrees"].map({True: "yes", False: "no"}).fillna("–"),
-    })
-    section.blocks.append(html.table_html(shown, ["flag" if a is False else "" for a in table["agrees"]]))
+    keys = [c for c in ours.columns if c not in ("mean", "ci_low", "ci_high", "n", "std", "setting", "paper_rank",
+                                                   "paper_value")]
+    if ours["mean"].notna().any():
+        page.figure(section, figures.ours_beside_paper(ours[ours["mean"].notna()], keys, data.headline))
+    if data.spec.get("profile") != "smoke":
+        section.blocks.append(html.paragraph(_agreement_text(agreement)))
 
 
 def _agreement_text(agreement: dict) -> str:
@@ -126,15 +139,9 @@ def _agreement_text(agreement: dict) -> str:
     best = {True: "Our best setting is the paper's best.", False: "Our best setting is NOT the paper's best.",
             None: ""}[agreement["best_agrees"]]
     tau = agreement["kendall_tau"]
-    tau_text = f"Kendall's tau between the rankings: {tau:.2f} over {agreement['n']} settings." if pd.notna(tau) else ""
+    tau_text = (f"Kendall's tau between the paper's ranking and ours over its {agreement['n']} ranked settings: "
+                f"{tau:.2f} (1 = same order, -1 = reversed).") if pd.notna(tau) else ""
     return f"{best} {tau_text}".strip()
-
-
-def _mean_ci_text(row: pd.Series) -> str:
-    if pd.isna(row["mean"]):
-        return "–"
-    half = (row["ci_high"] - row["ci_low"]) / 2
-    return f"{row['mean']:.4g} ± {half:.2g} (n={row['n']})" if pd.notna(half) else f"{row['mean']:.4g} (n={row['n']})"
 
 
 def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
@@ -149,10 +156,14 @@ def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFra
         tests = summaries.paired_vs_best(finished, by, data.headline, data.mode, pair_on)
         if tests.empty:
             continue
+        unit = summaries.metric_unit(data.headline)
+        points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
         shown = pd.DataFrame({
             "level": [summaries.format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
-            "mean": tests["mean"], "difference vs best": tests["diff"], "pairs": tests["n_pairs"],
-            "test": tests["test"], "p": tests["p_value"],
+            f"mean{f' ({unit})' if unit else ''}": [summaries.format_number(m, unit) for m in tests["mean"]],
+            f"difference vs best{points}": [summaries.format_number(d, unit) for d in tests["diff"]],
+            "pairs": tests["n_pairs"], "test": tests["test"],
+            "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
             "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
         })
         classes = ["best" if b else ("" if s else "flag") for b, s in zip(tests["is_best"], tests["significant"])]

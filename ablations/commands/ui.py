@@ -24,7 +24,26 @@ def run(args) -> int:
                "--default-artifact-root", (args.workdir / "artifacts").as_uri(),
                "--host", args.host, "--port", str(args.port), "--workers", "1"]
     # One browsing user: one worker.
-    return serve(command, f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)")
+    base = f"http://{args.host}:{args.port}"
+    lines = [f"MLflow UI for {args.workdir}: {base}  (Ctrl-C to stop)"]
+    lines += [f"  {name}: {url}" for name, url in study_urls(f"sqlite:///{db}", base)]
+    return serve(command, "\n".join(lines))
+
+
+def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
+    """(study, URL of its runs table) per experiment. The URL opens MLflow's model-training view;
+    experiments written before the platform tagged them get the tag that makes that view the default."""
+    from ablations.tracking import EXPERIMENT_KIND, MODEL_TRAINING, open_client
+
+    client = open_client(tracking_uri)
+    urls = []
+    for experiment in sorted(client.search_experiments(), key=lambda e: e.name):
+        if experiment.name == "Default":
+            continue
+        if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs"))
+    return urls
 
 
 def serve(command: list[str], banner: str) -> int:
