@@ -18,29 +18,38 @@ from collections.abc import Mapping, Sequence
 
 # Parts of config paths that name a modality: the reader thinks "image" / "text", not "mim" / "mlm".
 READABLE = {"mim": "img", "vision": "img", "mlm": "txt", "text": "txt"}
+# Last parts that say nothing on their own: "model.itm.enabled" is about ITM.
+GENERIC = {"enabled", "name", "type", "value"}
 
 
 def factor_aliases(paths: Sequence[str], overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """A short alias per factor path, unique among `paths` (the study's `alias:` map first)."""
     overrides = dict(overrides or {})
-    last = Counter(p.rsplit(".", 1)[-1] for p in paths)
+    last = Counter(_last(p) for p in paths)
     aliases = {}
     for path in paths:
         if path in overrides:
             aliases[path] = overrides[path]
             continue
         parts = path.split(".")
-        if last[parts[-1]] == 1:
-            aliases[path] = parts[-1]
+        if last[_last(path)] == 1:
+            aliases[path] = READABLE.get(_last(path), _last(path)) if parts[-1] in GENERIC else _last(path)
             continue
         # the deepest part no other colliding path has at the same depth from the end
-        twins = [p.split(".") for p in paths if p != path and p.rsplit(".", 1)[-1] == parts[-1]]
+        twins = [p.split(".") for p in paths if p != path and _last(p) == _last(path)]
         depth = next((d for d in range(2, len(parts) + 1)
                       if all(len(t) < d or t[-d] != parts[-d] for t in twins)), len(parts))
         aliases[path] = READABLE.get(parts[-depth], parts[-depth])
     taken = Counter(aliases.values())
     # a user alias or a readable name may still collide ("img" for two paths): fall back to the path
     return {p: (a if taken[a] == 1 else p) for p, a in aliases.items()}
+
+
+def _last(path: str) -> str:
+    """The part of a path that names it: the last, or the one before a generic last part
+    ("pretrain.enabled" -> "pretrain")."""
+    parts = path.split(".")
+    return parts[-2] if parts[-1] in GENERIC and len(parts) > 1 else parts[-1]
 
 
 def format_value(value: object) -> str:
@@ -59,7 +68,7 @@ def part(alias: str, value: object) -> str:
     if isinstance(value, bool):
         return alias if value else f"no{alias}"
     text = format_value(value)
-    if isinstance(value, (int, float)) and len(alias) <= 4:
+    if isinstance(value, (int, float)) and value >= 0 and len(alias) <= 4:  # "img-1" would read as a range
         return f"{alias}{text}"
     return f"{alias}={text}"
 
