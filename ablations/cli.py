@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
     args.workdir = (args.workdir or default_workdir()).expanduser().absolute()
+    from ablations.console import quiet_libraries
+
+    quiet_libraries(args.debug)
     try:
         return int(_command(args._module).run(args) or 0)
     except KeyboardInterrupt:

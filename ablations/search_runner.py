@@ -400,7 +400,7 @@ class Driver:
                 trial.set_user_attr("metrics", result["metrics"])
                 self.study.tell(trial, values)
                 say(f"[{time.strftime('%H:%M:%S')}] trial {trial.number} complete in {spent:.0f}s: "
-                    + ", ".join(f"{m} {v:.4f}" for m, v in zip(self.spec.metric_names, values)))
+                    + ", ".join(f"{m} {_value(m, v)}" for m, v in zip(self.spec.metric_names, values)))
                 self._forget(pending)
                 return
             state, result["error"] = "failed", f"an objective is missing or not finite: {values}"
@@ -454,6 +454,19 @@ class Driver:
 
 def _params_text(params: Mapping[str, Any]) -> str:
     return " ".join(f"{short_path(p)}={_fmt(v)}" for p, v in params.items())
+
+
+def _label(metric: str) -> str:
+    from dashboards.summaries import metric_label
+
+    return metric_label(metric)
+
+
+def _value(metric: str, value: float) -> str:
+    """An objective's value at its unit's precision ("52.3" for an accuracy in percent)."""
+    from dashboards.summaries import format_number, metric_unit
+
+    return format_number(value, metric_unit(metric))
 
 
 def _fmt(value: Any) -> str:
@@ -602,8 +615,9 @@ def summary(spec: SearchSpec, study) -> str:
 
 def _trial_table(spec: SearchSpec, trials) -> str:
     paths = list(spec.space)
-    header = ["trial", *[short_path(p) for p in paths], *spec.metric_names, "MLflow run"]
-    rows = [[str(t.number), *[_fmt(t.params.get(p)) for p in paths], *[f"{v:.4f}" for v in t.values],
+    header = ["trial", *[short_path(p) for p in paths], *[_label(m) for m in spec.metric_names], "MLflow run"]
+    rows = [[str(t.number), *[_fmt(t.params.get(p)) for p in paths],
+             *[_value(m, v) for m, v in zip(spec.metric_names, t.values)],
              t.user_attrs.get("mlflow_run_id") or f"(= trial {t.user_attrs.get('ablate.duplicate_of', '?')})"]
             for t in trials]
     return render_table(header, rows)
@@ -633,7 +647,7 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     data = study_spec.model_dump(exclude_defaults=True)
     data.pop("profile", None)  # always written: the best setting is only best at its profile
     data = {"name": data.pop("name"), "kind": "study", "profile": spec.profile, **data}
-    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {v:.4f}" for m, v in zip(spec.metric_names, t.values)))
+    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {_value(m, v)}" for m, v in zip(spec.metric_names, t.values)))
                for t in best]
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"
               + "".join(results) + "# Run it: ablate run <this file>\n")

@@ -79,6 +79,10 @@ def table_html(frame: pd.DataFrame, row_classes: Sequence[str] | None = None, di
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def escape_attr(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
 def image_html(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
