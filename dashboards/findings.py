@@ -187,13 +187,15 @@ def paper_findings(trials: pd.DataFrame, reference: Mapping, metric: str, mode: 
                    factors: Sequence[str] = (), profile: str = "", decisions: Sequence[Mapping] = (),
                    aliases: Mapping[str, str] | None = None) -> list[Finding]:
     """Every finding of the reference block, judged on `trials` (finished trial rows: factor columns,
-    `seed`, `metric`). `decisions`: the study run's decisions.json ([] for fixed seeds)."""
+    `seed`, `metric`). `factors`: the study's factor paths (pairs agree on those a setting leaves open);
+    `decisions`: the study run's decisions.json ([] for fixed seeds); `aliases`: short names of the
+    study's factors, as in its run names (default: derived from the reference's paths)."""
     pairs = claimed_pairs(reference, mode)
     keys = list(dict.fromkeys(k for a, b, _ in pairs for k in (*a, *b)))
     missing = [k for k in keys if k not in trials]
     if missing:
         raise KeyError(f"the reference names {missing}, which this study does not vary")
-    names = factor_aliases(keys) if aliases is None else {**factor_aliases(keys), **aliases}
+    names = aliases if aliases is not None and all(k in aliases for k in keys) else factor_aliases(keys)
     out = []
     for better, worse, tied in pairs:
         claim = f"{setting_name(better, names)} {'ties' if tied else 'beats'} {setting_name(worse, names)}"
@@ -259,10 +261,14 @@ def of_study(data) -> list[Finding]:
     reference = data.spec.get("reference") or {}
     if not (reference.get("ranking") or reference.get("values")) or data.headline is None:
         return []
+    from dashboards.load import TRIAL_COLUMNS
+
     finished = data.trials[data.trials["state"] == "FINISHED"]
-    return paper_findings(finished, reference, data.headline, data.mode, factors=data.factors,
+    # the single paths (a zip group's label column is not a factor to pair on)
+    paths = [c for c in data.trials.columns if c not in TRIAL_COLUMNS and "/" not in c and not c.startswith("zip: ")]
+    return paper_findings(finished, reference, data.headline, data.mode, factors=paths,
                           profile=str(data.spec.get("profile", "")), decisions=data.decisions,
-                          aliases=data.spec.get("alias") or None)
+                          aliases=factor_aliases(paths, data.spec.get("alias") or {}))
 
 
 @dataclass(frozen=True)
