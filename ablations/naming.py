@@ -1,13 +1,13 @@
 """Short, readable names for factor settings: MLflow run names, terminal lines, dashboard labels.
 
 A run name must be unique within a study and still tell trials apart when the MLflow runs table
-cuts it after a dozen characters, so each factor gets a short alias derived from its dotted path:
+cuts it after some 17 characters, so each factor gets a short alias derived from its dotted path:
 the last part ("decoder_depth") unless two factors share it, then the part that tells them apart
 ("model.mim.mask_ratio" / "model.mlm.mask_ratio" -> "img" / "txt"). A study file's `alias:` map
 ({path: alias}) wins over the derived names.
 
     factor_aliases(["model.mim.mask_ratio", "model.mlm.mask_ratio"]) -> {...: "img", ...: "txt"}
-    setting_name({"model.mim.mask_ratio": 0.25, "model.mlm.mask_ratio": 0.15}, aliases) -> "img0.25-txt0.15"
+    setting_name({"model.mim.mask_ratio": 0.25, "model.mlm.mask_ratio": 0.15}, aliases) -> "img.25-txt.15"
 """
 
 from __future__ import annotations
@@ -64,21 +64,23 @@ def format_value(value: object) -> str:
 
 
 def part(alias: str, value: object) -> str:
-    """One factor in a name: "img0.25" for a number, "noitm" / "itm" for a switch, "decoder=mlp" else."""
+    """One factor in a name: "img.25" for a number, "noitm" / "itm" for a switch, "decoder=mlp" else."""
     if isinstance(value, bool):
         return alias if value else f"no{alias}"
     text = format_value(value)
+    if isinstance(value, float) and 0 < abs(value) < 1:
+        text = text.replace("0.", ".", 1)  # ".75": MLflow's runs table shows ~17 characters of a name
     if isinstance(value, (int, float)) and value >= 0 and len(alias) <= 4:  # "img-1" would read as a range
         return f"{alias}{text}"
     return f"{alias}={text}"
 
 
 def setting_name(setting: Mapping[str, object], aliases: Mapping[str, str]) -> str:
-    """A factor setting as one short string, factors in the study's order ("img0.25-txt0.15")."""
+    """A factor setting as one short string, factors in the study's order ("img.25-txt.15")."""
     return "-".join(part(aliases.get(path, path), value) for path, value in setting.items())
 
 
 def run_name(setting: Mapping[str, object], seed: int, aliases: Mapping[str, str]) -> str:
-    """A trial run's name: the setting, then the seed ("img0.25-txt0.15-s0")."""
+    """A trial run's name: the setting, then the seed ("img.25-txt.15-s0")."""
     name = setting_name(setting, aliases)
     return f"{name}-s{seed}" if name else f"trial-s{seed}"

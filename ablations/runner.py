@@ -301,6 +301,7 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
     """Build the study's dashboard and log it on the study run as dashboard.html."""
     try:
         from dashboards.report import build_report
+        from dashboards.screenshot import log_top
     except ImportError:
         say("(dashboard skipped: dashboards.report is not available)")
         return None
@@ -309,6 +310,7 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
     try:
         path = Path(build_report(spec.name, tracker.uri, out))
         tracker.log_file(study_run_id, path, name="dashboard.html")
+        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

@@ -675,6 +675,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     """The search dashboard (dashboards.report.build_search_report), logged as dashboard.html."""
     try:
         from dashboards.report import build_search_report
+        from dashboards.screenshot import log_top
     except ImportError:
         say("(dashboard skipped: dashboards.report.build_search_report is not available)")
         return None
@@ -682,6 +683,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     try:
         path = Path(build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
         tracker.log_file(study_run_id, path, name="dashboard.html")
+        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the search's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

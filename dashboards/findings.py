@@ -50,7 +50,7 @@ class Finding:
 
     better: dict  # the setting the paper ranks higher (for a tie: the first listed)
     worse: dict
-    claim: str  # "img0.75-txt0.15 beats img0.25-txt0.5"
+    claim: str  # "img.75-txt.15 beats img.25-txt.5"
     diff: float  # mean paired difference better - worse, signed so + means the paper's order (metric units)
     ci_low: float
     ci_high: float

@@ -6,11 +6,13 @@ may stay blank; a picture of the dashboard's top beside it shows something in an
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+PNG_ENV = "ABLATE_DASHBOARD_PNG"  # "0": no picture (the test suite: ~4 s of Chromium per study run)
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars", "--virtual-time-budget=8000")
@@ -34,4 +36,18 @@ def screenshot(page: Path, png: Path, width: int = 1400, height: int = 1000, tim
                               capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0 or not png.is_file():
         raise RuntimeError(f"Chromium could not render {page}: {done.stderr.strip()[-300:]}")
+    return png
+
+
+def log_top(tracker, run_id: str, page: Path) -> Path | None:
+    """Log the top of `page` as dashboard.png on the run, when Chromium is installed (None otherwise,
+    or when it fails: the picture is a courtesy beside dashboard.html)."""
+    if browser() is None or os.environ.get(PNG_ENV, "1") == "0":
+        return None
+    png = Path(page).with_suffix(".png")
+    try:
+        screenshot(page, png)
+    except (RuntimeError, OSError, subprocess.TimeoutExpired):
+        return None
+    tracker.log_file(run_id, png, name="dashboard.png")
     return png

@@ -110,7 +110,7 @@ def _report_args(argv, workdir):
 def test_report_command_from_name_and_study_file(store, tmp_path, capsys):
     report, args = _report_args(["masking", "--tracking-uri", store["uri"]], tmp_path)
     assert report.run(args) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "reports" / "masking.html")
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'reports' / 'masking.html'}"
     study = tmp_path / "masking.yaml"
     reference = {"source": "edited", "ranking": [{"model.mim.mask_ratio": 0.25}, {"model.mim.mask_ratio": 0.75}]}
     study.write_text(yaml.safe_dump({"name": "masking", "factors": FACTORS, "reference": reference}))
@@ -180,7 +180,7 @@ def test_report_command_finds_the_search_study(store, tmp_path, capsys):
     _search(storage, "masking-20261125", ["maximize"], [])
     report, args = _report_args(["masking", "--tracking-uri", store["uri"], "--storage", storage], tmp_path)
     assert report.run(args) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "reports" / "masking.html")
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'reports' / 'masking.html'}"
     assert "Optuna study masking-20261125" in (tmp_path / "reports" / "masking.html").read_text()
 
 

@@ -33,7 +33,7 @@ def test_paired_difference_and_its_t_interval():
     found = _one(_trials([50, 52, 54], [48, 49, 53]))
     assert found.diff == pytest.approx(2.0) and found.pairs == 3 and found.seeds == (3, 3)
     assert (found.ci_low, found.ci_high) == pytest.approx((2 - 2.484138, 2 + 2.484138), abs=1e-5)
-    assert found.verdict is F.Verdict.INCONCLUSIVE and found.claim == "r0.75 beats r0.25"
+    assert found.verdict is F.Verdict.INCONCLUSIVE and found.claim == "r.75 beats r.25"
     # effect 2, spread 1: n = 5 is the first with n >= ((t(.975, n-1) + t(.8, n-1)) / 2)^2 (n = 4 needs 4.33)
     assert found.settle_seeds == 5
 
@@ -52,7 +52,7 @@ def test_ties_smoke_and_missing_settings_make_no_verdict():
     smoke = _one(trials, profile="smoke")
     assert smoke.verdict is F.Verdict.NOT_JUDGED and smoke.note == "smoke profile" and smoke.diff > 0
     missing = _one(trials, ranking=(A, {"r": 0.5}))
-    assert missing.verdict is F.Verdict.NOT_JUDGED and missing.note == "no finished trials of r0.5"
+    assert missing.verdict is F.Verdict.NOT_JUDGED and missing.note == "no finished trials of r.5"
     one_seed = _one(_trials([50], [45]))
     assert one_seed.verdict is F.Verdict.INCONCLUSIVE and math.isnan(one_seed.ci_low) and one_seed.settle_seeds is None
 
@@ -119,10 +119,10 @@ def test_ablate_findings_prints_and_writes_the_table(store, tmp_path, capsys):
     assert lines[header] == "| " + " | ".join(F.COLUMNS) + " |"
     rows = [line.strip("| ").split(" | ") for line in lines[header + 2:] if line.startswith("| ")]
     verdicts = [row[3].split(" (")[0] for row in rows]
-    # img0.75-txt0.15 beats img0.25-txt0.5 / img0.25-txt0.15 (+30.5 / +20 points), beats img0.75-txt0.5 (the
-    # race: undecided); the tied pair; img0.25-txt0.5 and img0.25-txt0.15 beat img0.75-txt0.5 (-20 / -9.5)
+    # img.75-txt.15 beats img.25-txt.5 / img.25-txt.15 (+30.5 / +20 points), beats img.75-txt.5 (the
+    # race: undecided); the tied pair; img.25-txt.5 and img.25-txt.15 beat img.75-txt.5 (-20 / -9.5)
     assert verdicts == ["agrees", "agrees", "inconclusive", "tie", "disagrees", "disagrees"]
-    assert rows[0][0] == "img0.75-txt0.15 beats img0.25-txt0.5" and rows[3][0].endswith("ties img0.25-txt0.15")
+    assert rows[0][0] == "img.75-txt.15 beats img.25-txt.5" and rows[3][0].endswith("ties img.25-txt.15")
     assert rows[0][2] == "3 / 3" and rows[2][4].startswith("~") and rows[2][1] == "+10.0 [-10.0, +30.0] points"
     assert all(row[4] == "-" for i, row in enumerate(rows) if i != 2)
 

@@ -17,7 +17,7 @@ def test_paths_that_end_alike_get_the_part_that_tells_them_apart():
     aliases = factor_aliases(["model.mim.mask_ratio", "model.mlm.mask_ratio", "finetune.lr"])
     assert aliases == {"model.mim.mask_ratio": "img", "model.mlm.mask_ratio": "txt", "finetune.lr": "lr"}
     name = run_name({"model.mim.mask_ratio": 0.25, "model.mlm.mask_ratio": 0.15, "finetune.lr": 0.0002}, 0, aliases)
-    assert name == "img0.25-txt0.15-lr0.0002-s0"  # was mask_ratio=0.25-mask_ratio=0.15-lr=0.0002-s0
+    assert name == "img.25-txt.15-lr.0002-s0"  # was mask_ratio=0.25-mask_ratio=0.15-lr=0.0002-s0
 
 
 def test_switches_negative_numbers_and_sampled_floats_read_plainly():

@@ -67,7 +67,7 @@ def test_ablate_run_output_names_and_findings_on_a_smoke_study(tmp_path):
         assert noise not in out
     events = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert events and all(len(line) <= WIDTH for line in events)
-    assert any("started img0.5-txt0.15-s0" in line for line in events)
+    assert any("started img.5-txt.15-s0" in line for line in events)
     assert any(": pre-train " in line or ": fine-tune synth_vqa " in line for line in events)  # stage and step
     assert "synth_vqa/overall_acc (%)" in done.stdout
 
@@ -75,15 +75,33 @@ def test_ablate_run_output_names_and_findings_on_a_smoke_study(tmp_path):
     experiment = tracker.client.get_experiment_by_name("terminal")
     assert experiment.tags[tracking.EXPERIMENT_KIND] == tracking.MODEL_TRAINING  # MLflow's model-training view
     names = [r.info.run_name for r in tracker.runs(experiment.experiment_id, "tags.`ablate.kind` = 'trial'")]
-    assert sorted(names) == ["img0.5-txt0.15-s0", "img0.5-txt0.15-s1", "img0.75-txt0.15-s0", "img0.75-txt0.15-s1"]
+    assert sorted(names) == ["img.5-txt.15-s0", "img.5-txt.15-s1", "img.75-txt.15-s0", "img.75-txt.15-s1"]
     for folder in (workdir / "trials" / "terminal").iterdir():
         assert json.loads((folder / FILE).read_text())["phase"].endswith("done")
+
+    listing = subprocess.run([*ABLATE, "list", "--workdir", str(workdir)], capture_output=True, text=True,
+                             timeout=120, env=env).stdout
+    assert listing.splitlines()[0].split()[:2] == ["study", "profile"] and listing.splitlines()[2].split()[:2] == ["terminal", "smoke"]
 
     findings = subprocess.run([*ABLATE, "findings", "terminal", "--workdir", str(workdir), "--out",
                                str(tmp_path / "f.md")], capture_output=True, text=True, timeout=120, env=env)
     assert findings.returncode == 0, findings.stderr
     table = [line for line in (tmp_path / "f.md").read_text().splitlines() if line.startswith("| ")]
     assert table[0] == "| paper's finding | ours: difference (95% CI) | seeds | verdict | seeds to settle |"
-    assert table[1].startswith("| img0.75 beats img0.5 | ")  # the run names' aliases and "| 2 / 2 |" in table[1]
+    assert table[1].startswith("| img.75 beats img.5 | ")  # the run names' aliases and "| 2 / 2 |" in table[1]
     assert table[1].endswith("| not judged (smoke profile) | - |")  # smoke numbers make no verdict
     assert "profile smoke" in findings.stdout and "meaningless" in findings.stdout
+
+
+def test_ablate_ui_links_each_study_in_the_model_training_view(tmp_path):
+    from ablations.commands.ui import study_urls
+    from dashboards.sample_store import write_sample_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_sample_study(uri, "old", {"model.mim.mask_ratio": [0.5]}, seeds=(0,), failed=0, images=False, curve_steps=1)
+    experiment = tracking.open_client(uri).get_experiment_by_name("old")
+    assert tracking.EXPERIMENT_KIND not in experiment.tags  # written without the tag, as by an older version
+    assert study_urls(uri, "http://127.0.0.1:5000") == [
+        ("old", f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")]
+    tagged = tracking.open_client(uri).get_experiment_by_name("old").tags
+    assert tagged[tracking.EXPERIMENT_KIND] == tracking.MODEL_TRAINING

@@ -30,6 +30,11 @@ def run(args) -> int:
     return serve(command, "\n".join(lines))
 
 
+# The UI's navigation follows a per-browser choice between "GenAI" (the default) and "Model
+# training"; this query parameter selects the latter for the page it opens.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
 def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
     """(study, URL of its runs table) per experiment. The URL opens MLflow's model-training view;
     experiments written before the platform tagged them get the tag that makes that view the default."""
@@ -42,7 +47,7 @@ def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
             continue
         if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs"))
+        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs?{TRAINING_VIEW}"))
     return urls
 
 
