@@ -36,3 +36,13 @@ def ray_init_options() -> dict:
     """Keyword arguments for ray.init: Ray's own logger at ERROR (its token-authentication WARNING and
     INFO start-up lines go), unless debugging."""
     return {} if debug() else {"logging_level": logging.ERROR, "log_to_driver": True}
+
+
+def quiet_optuna() -> None:
+    """Optuna logs every study it creates and every trial it is told at INFO, through a handler of its
+    own that it resets on import: lower it once optuna is imported (a search prints its own lines)."""
+    if debug():
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -12,12 +12,10 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import statistics
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -28,8 +26,8 @@ from ablations import console, faults, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
 from ablations.naming import factor_aliases, run_name
-from ablations.progress import study_callback
 from ablations.paths import within
+from ablations.progress import study_callback
 from ablations.spec import StudySpec
 from ablations.study import Trial, format_value, render_table, short_path
 from ablations.trial import run_trial, work_paths
@@ -311,6 +309,7 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
         path = Path(build_report(spec.name, tracker.uri, out))
         tracker.log_file(study_run_id, path, name="dashboard.html")
         log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
+        tracking.link_dashboard(tracker, study_run_id)
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

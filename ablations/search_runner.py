@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ablations import tracking
+from ablations import console, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
@@ -509,6 +509,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
                 heartbeat_seconds: int | None, cache_root: str | None = None) -> SearchOutcome:
     from ablations.runner import connect_ray
 
+    console.quiet_optuna()
     workdir = Path(workdir).absolute()
     n_trials = n_trials or spec.n_trials
     if spec.sampler.name == "grid" and n_trials > grid_size(spec):
@@ -684,6 +685,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
         path = Path(build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
         tracker.log_file(study_run_id, path, name="dashboard.html")
         log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
+        tracking.link_dashboard(tracker, study_run_id)
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the search's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

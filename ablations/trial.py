@@ -21,13 +21,12 @@ from ablations import faults
 from ablations.cache import PretrainCache
 from ablations.distributed import stage_runner
 from ablations.naming import factor_aliases, run_name
+from ablations.paths import within
 from ablations.progress import FILE as PROGRESS
 from ablations.progress import TrialProgress
-from ablations.paths import within
 from ablations.study import Trial
 from ablations.tracking import Tracker, TrialRun
 from m3ae.train.callbacks import Callback
-
 
 WORKERS = "ablate.workers"  # trial run tag: data-parallel processes per trial (set when more than one)
 

@@ -106,7 +106,8 @@ def _findings_section(page: html.Page, data: StudyData) -> None:
     if report.findings:
         classes = {findings.Verdict.AGREES: "best", findings.Verdict.DISAGREES: "flag"}
         section.blocks.append(html.table_html(report.table(), [classes.get(f.verdict, "") for f in report.findings]))
-    section.blocks.append(html.paragraph(report.caveat(), "note" if report.profile == "smoke" else ""))
+    if report.profile != "smoke":  # a smoke page already says so in red under its title
+        section.blocks.append(html.paragraph(report.caveat()))
 
 
 def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures.studies import ABLATE, write_study
 
 from ablations import console, tracking
 from ablations.progress import FILE, WIDTH, TrialProgress, duration, estimate_left, read
-from fixtures.studies import ABLATE, write_study
 
 
 def test_trial_progress_writes_stage_step_and_total_at_most_once_a_second(tmp_path):
@@ -76,6 +76,8 @@ def test_ablate_run_output_names_and_findings_on_a_smoke_study(tmp_path):
     assert experiment.tags[tracking.EXPERIMENT_KIND] == tracking.MODEL_TRAINING  # MLflow's model-training view
     names = [r.info.run_name for r in tracker.runs(experiment.experiment_id, "tags.`ablate.kind` = 'trial'")]
     assert sorted(names) == ["img.5-txt.15-s0", "img.5-txt.15-s1", "img.75-txt.15-s0", "img.75-txt.15-s1"]
+    (study_run,) = tracker.runs(experiment.experiment_id, "tags.`ablate.kind` = 'study'")
+    assert f"runs/{study_run.info.run_id}/artifacts/dashboard.html" in study_run.data.tags[tracking.DESCRIPTION]
     for folder in (workdir / "trials" / "terminal").iterdir():
         assert json.loads((folder / FILE).read_text())["phase"].endswith("done")
 
@@ -102,6 +104,7 @@ def test_ablate_ui_links_each_study_in_the_model_training_view(tmp_path):
     experiment = tracking.open_client(uri).get_experiment_by_name("old")
     assert tracking.EXPERIMENT_KIND not in experiment.tags  # written without the tag, as by an older version
     assert study_urls(uri, "http://127.0.0.1:5000") == [
-        ("old", f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")]
+        ("old", f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning",
+         None)]  # no dashboard.html logged on its study run
     tagged = tracking.open_client(uri).get_experiment_by_name("old").tags
     assert tagged[tracking.EXPERIMENT_KIND] == tracking.MODEL_TRAINING

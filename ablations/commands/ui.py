@@ -26,7 +26,8 @@ def run(args) -> int:
     # One browsing user: one worker.
     base = f"http://{args.host}:{args.port}"
     lines = [f"MLflow UI for {args.workdir}: {base}  (Ctrl-C to stop)"]
-    lines += [f"  {name}: {url}" for name, url in study_urls(f"sqlite:///{db}", base)]
+    for name, url, dashboard in study_urls(f"sqlite:///{db}", base):
+        lines.append(f"  {name}: {url}" + (f"\n    dashboard: {dashboard}" if dashboard else ""))
     return serve(command, "\n".join(lines))
 
 
@@ -35,10 +36,11 @@ def run(args) -> int:
 TRAINING_VIEW = "workflowType=machine_learning"
 
 
-def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
-    """(study, URL of its runs table) per experiment. The URL opens MLflow's model-training view;
-    experiments written before the platform tagged them get the tag that makes that view the default."""
-    from ablations.tracking import EXPERIMENT_KIND, MODEL_TRAINING, open_client
+def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str, str | None]]:
+    """(study, URL of its runs table, URL of its newest dashboard or None) per experiment. The URLs open
+    MLflow's model-training view; experiments written before the platform tagged them get the tag that
+    makes that view the default."""
+    from ablations.tracking import EXPERIMENT_KIND, KIND, MODEL_TRAINING, dashboard_path, open_client
 
     client = open_client(tracking_uri)
     urls = []
@@ -47,7 +49,13 @@ def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str]]:
             continue
         if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
             client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
-        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs?{TRAINING_VIEW}"))
+        studies = client.search_runs([experiment.experiment_id], f"tags.`{KIND}` = 'study'", max_results=1,
+                                     order_by=["attributes.start_time DESC"])
+        dashboard = None
+        if studies and any(a.path == "dashboard.html" for a in client.list_artifacts(studies[0].info.run_id)):
+            dashboard = f"{base}/{dashboard_path(experiment.experiment_id, studies[0].info.run_id)}?{TRAINING_VIEW}"
+        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs?{TRAINING_VIEW}",
+                     dashboard))
     return urls
 
 
