@@ -121,8 +121,8 @@ class Counts:
 
 def estimate_left(finished_seconds: list[float], remaining: int, slots: int) -> float | None:
     """Time left: the mean trial time so far, times the trials left, over the trials that run at once."""
-    if not finished_seconds or remaining <= 0:
-        return 0.0 if remaining <= 0 and finished_seconds else None
+    if not finished_seconds or remaining <= 0:  # nothing to go on, or nothing left to estimate
+        return None
     return sum(finished_seconds) / len(finished_seconds) * math.ceil(remaining / max(1, slots))
 
 

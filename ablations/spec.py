@@ -17,7 +17,8 @@ A study is a grid over dotted config paths:
                                                       # a bare name ("overall_acc") means the first task's
     resources: {cpu: 1, gpu: 0}                       # per trial; {cpu: 1, gpu: 1, workers: 4}: 4 DDP workers
     scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
-    reference: {source: ..., ranking: [...], values: [...]}
+    reference: {source: ..., ranking: [...], values: [...]}  # ranking: best first; a nested list ties
+    alias: {model.mim.mask_ratio: img}                # optional: a factor's short name in run names
 
 `load_spec(path)` returns a `StudySpec` or raises `SpecError` naming the file,
 the key, its line, what was expected and the closest valid name. Values are
