@@ -105,7 +105,9 @@ def ours_beside_paper(summary: pd.DataFrame, keys: Sequence[str], metric: str) -
     """All of our settings over the reference's factors (mean over seeds), the paper's ranked ones
     marked with their rank. summary: summaries.ours_with_paper_rank's frame."""
     unit = metric_unit(metric)
-    ranked = [f"<br><b>paper #{int(r)}</b>" if pd.notna(r) else "" for r in summary["paper_rank"]]
+    ties = summary["paper_rank"].value_counts()
+    ranked = [(f"<br><b>paper #{int(r)}{' (tie)' if ties[r] > 1 else ''}</b>" + (f" ({v:g})" if pd.notna(v) else ""))
+              if pd.notna(r) else "" for r, v in zip(summary["paper_rank"], summary["paper_value"])]
     cell = [f"{format_number(m, unit)} (n={int(n)}){mark}" for m, n, mark in zip(summary["mean"], summary["n"], ranked)]
     title = (f"Ours beside the paper: {metric_label(metric)}, every setting we ran<br><sup>the paper's ranked "
              "settings are marked (#1 = its best); compare the ranking, not the level</sup>")

@@ -296,7 +296,7 @@ def compare_with_reference(
 
 def ours_with_paper_rank(trials: pd.DataFrame, reference: Mapping, metric: str, mode: str) -> pd.DataFrame:
     """Every setting we ran over the factors the reference names (others averaged over), with the
-    paper's rank where the paper ranks it (1 = its best, ties share the mean rank) and its value.
+    paper's place where the paper ranks it (1 = its best; settings it ranks equal share a place) and its value.
     Returns summarize()'s columns plus setting, paper_rank, paper_value."""
     settings, values = _reference_settings(reference)
     keys = list(dict.fromkeys(k for s in settings for k in s))
@@ -305,6 +305,8 @@ def ours_with_paper_rank(trials: pd.DataFrame, reference: Mapping, metric: str, 
         raise KeyError(f"reference setting uses {missing}, which is not a factor of this study")
     ours = summarize(trials, keys, metric)
     ranks_ = _paper_ranks(reference, settings, values, mode)
+    known = ~np.isnan(ranks_)
+    ranks_[known] = stats.rankdata(ranks_[known], method="min")  # places: a tie shares the better one
     ours["setting"] = [format_setting({k: r[k] for k in keys}) for _, r in ours.iterrows()]
     ours["paper_rank"], ours["paper_value"] = math.nan, math.nan
     for setting, rank, value in zip(settings, ranks_, values):
