@@ -1,4 +1,4 @@
-# The two commands of the README. Each sets up .venv on first use.
+# The two commands of the README. Each sets up .venv on first use; `make test` lints first.
 PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .venv/.installed
@@ -21,6 +21,7 @@ system-deps:
 	bash .ci/system-deps.sh
 
 test: setup system-deps
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 demo: setup

@@ -7,7 +7,7 @@ started with Ray Train from inside the trial.
 
 With one worker, `stages` is m3ae.train itself, in the trial's process. With more, it is a
 `WorkerGroup`, and this is how it runs:
-- Ray Train V2's supported nesting (PITFALLS.md): the trial (a Tune function, a search's Ray
+- Ray Train V2's supported nesting (docs/architecture.md, pitfalls): the trial (a Tune function, a search's Ray
   task, or `ablate train`) calls `TorchTrainer.fit()`. The trial is only the driver: it
   reserves no CPU (`trial_request`), and the TorchTrainer reserves every worker's CPUs and
   GPUs at once, in a placement group of its own. Ray Train sets up torch.distributed (gloo on

@@ -5,17 +5,22 @@
 1. Opens the experiment, marks runs a dead process left RUNNING as KILLED,
    and skips trials that already finished (by trial id).
 2. Opens this invocation's study run, then Tune runs the remaining trials
-   (`ablations.trial.run_trial`) with the study's resources per trial.
-3. Closes what Tune left open (ASHA stops, Ctrl-C), prints the results table,
-   builds the dashboard and logs it on the study run.
+   (`ablations.trial.run_trial`) with the study's resources per trial. Fixed seeds are a
+   grid; adaptive seeds are a race (`ablations.sequential`) that a Tune searcher
+   (`ablations.seed_search`) feeds round by round, rebuilt from MLflow on a re-run.
+3. Closes what Tune left open (ASHA stops, Ctrl-C), prints the results table and the
+   verdicts (each setting against the leader, logged as decisions.json), builds the
+   dashboard and logs it on the study run.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -28,9 +33,11 @@ from ablations.lock import study_lock
 from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
 from ablations.progress import study_callback
+from ablations.sequential import Race
 from ablations.spec import StudySpec
-from ablations.study import Trial, format_value, render_table, short_path
+from ablations.study import Trial, expand, format_value, render_table, short_path
 from ablations.trial import run_trial, work_paths
+from ablations.verdicts import DECISIONS, Decision, decide, decisions_json, setting_key, study_values, verdict_table
 
 
 @dataclass
@@ -45,6 +52,28 @@ class Outcome:
     finished: int = 0
     interrupted: bool = False  # Ctrl-C or a lost driver cut the invocation short
     dashboard: Path | None = None
+    decisions: list[Decision] = field(default_factory=list)  # each setting against the leader
+    stop_reason: str | None = None  # adaptive seeds: why the race ended (ablations.verdicts.STOP_REASONS)
+
+
+@dataclass
+class SeedRace:
+    """Adaptive seeds: the race, every trial it may run, and what the budget is measured with."""
+
+    race: Race
+    trials: dict[tuple[int, int], Trial]  # (setting index, seed) -> trial, seeds 0..max-1
+    durations: list[float] = field(default_factory=list)  # seconds of each finished trial
+    started: float = field(default_factory=time.monotonic)
+    budget_seconds: float | None = None
+    slots: int = 1  # trials side by side
+
+    def afford(self, n_trials: int) -> bool:
+        """Does a round of n more trials fit the budget? Estimated from the trials so far."""
+        if self.budget_seconds is None or not self.durations:
+            return True
+        per_trial = statistics.mean(self.durations)
+        needed = math.ceil(n_trials / max(1, self.slots)) * per_trial
+        return time.monotonic() - self.started + needed <= self.budget_seconds
 
 
 def say(text: str) -> None:
@@ -136,8 +165,9 @@ def _scheduler(spec: StudySpec):
 
 
 def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
-          total: int, skipped: int, storage: str | None = None):
-    """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?)."""
+          total: int, skipped: int, storage: str | None = None, seeds: SeedRace | None = None):
+    """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?).
+    `seeds`: adaptive seeds; a searcher then picks from `todo` (every trial the race may run)."""
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
@@ -157,10 +187,18 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
         import ray
 
         max_concurrent = trials_that_fit(resources, ray.cluster_resources())
+    searcher = None
+    if seeds is not None:
+        from ablations.seed_search import SeedSearcher
+
+        searcher = SeedSearcher(seeds.race, seeds.trials, spec.metric.name, spec.metric.mode, seeds.afford,
+                                seeds.durations.append)
+    param_space = {} if searcher else {"trial": tune.grid_search([t.to_payload() for t in todo])}
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search([t.to_payload() for t in todo])},
+        param_space=param_space,
         tune_config=tune.TuneConfig(metric=spec.metric.name, mode=spec.metric.mode, scheduler=_scheduler(spec),
+                                    search_alg=searcher, num_samples=-1 if searcher else 1,  # the race says when
                                     max_concurrent_trials=max_concurrent,
                                     # a new trial skips re-importing torch and the model; a data-parallel
                                     # trial's process ends with it (and takes its Ray Train workers along)
@@ -173,6 +211,8 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
         tuner.fit()
     except KeyboardInterrupt:
         interrupted = True
+    if seeds is not None:  # the race ends by itself (stop_reason), or was cut short
+        return progress.errors, progress.pruned, interrupted or seeds.race.stop_reason is None
     interrupted = interrupted or len(progress.done | progress.failed | progress.pruned) < len(todo)
     return progress.errors, progress.pruned, interrupted
 
@@ -182,36 +222,83 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
 
 def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: Path, tracking_uri: str,
               max_concurrent: int | None = None, address: str | None = None, retry_failed: bool = False,
-              storage: str | None = None) -> Outcome:
+              storage: str | None = None, budget_minutes: float | None = None) -> Outcome:
     """`storage`: a path or URI every node of a cluster reaches (Tune's storage_path); when it is a
-    path, the caches live there too (<storage>/cache) so trials on other nodes share pre-trainings."""
+    path, the caches live there too (<storage>/cache) so trials on other nodes share pre-trainings.
+    `budget_minutes` (adaptive seeds): no new round once it would end after this many minutes."""
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     with study_lock(workdir, spec.name):  # a second `ablate run` of this study fails here (StudyLocked)
         return _run_study(spec, trials, spec_text, workdir, tracking_uri, max_concurrent, address, retry_failed,
-                          storage)
+                          storage, budget_minutes)
+
+
+def seed_race(spec: StudySpec, runs: dict, done: set[str], budget_minutes: float | None,
+              slots: int) -> SeedRace:
+    """The race of an adaptive study, continued from the trials that already ended (`done`)."""
+    index = {setting_key(combo): i for i, combo in enumerate(spec.combinations())}
+    trials = {(index[setting_key(t.factors)], t.seed): t for t in expand(spec, range(spec.max_seeds))}
+    race = Race(len(index), spec.seed_plan(), spec.metric.mode)
+    durations = []
+    for (setting, seed), trial in trials.items():
+        if trial.trial_id not in done:
+            continue
+        run = runs[trial.trial_id]
+        value = None
+        if run.info.status == "FINISHED" and run.data.tags.get(tracking.PRUNED) != "true":
+            value = run.data.metrics.get(spec.metric.name)
+            if run.info.end_time and run.info.start_time:
+                durations.append((run.info.end_time - run.info.start_time) / 1000)
+        race.resume(setting, seed, value)
+    budget = None if budget_minutes is None else budget_minutes * 60
+    return SeedRace(race, trials, durations, budget_seconds=budget, slots=slots)
+
+
+def _slots(spec: StudySpec, max_concurrent: int | None) -> int:
+    """Trials side by side on this machine, for the budget's estimate."""
+    return max_concurrent or max(1, (os.cpu_count() or 1) // max(1, math.ceil(spec.resources.cpu)))
 
 
 def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Path, tracking_uri: str,
-               max_concurrent: int | None, address: str | None, retry_failed: bool, storage: str | None) -> Outcome:
+               max_concurrent: int | None, address: str | None, retry_failed: bool, storage: str | None,
+               budget_minutes: float | None = None) -> Outcome:
     tracker = tracking.Tracker(tracking_uri)
     experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
     stale = tracking.mark_stale_runs(tracker, experiment_id)
     if stale:
         say(f"marked {stale} run(s) left RUNNING by an earlier, dead invocation as KILLED")
     done = tracking.completed_trial_ids(tracker, experiment_id, retry_failed)
-    todo = [t for t in trials if t.trial_id not in done]
-    skipped = len(trials) - len(todo)
+    seeds = None
+    if spec.adaptive:
+        seeds = seed_race(spec, tracking.latest_trial_runs(tracker, experiment_id), done, budget_minutes,
+                          _slots(spec, max_concurrent))
+        race = seeds.race
+        if not race.round_open:
+            race.advance(seeds.afford)  # the next round, or the race is over
+        trials = list(seeds.trials.values())  # the race picks among all of them
+        todo = [t for t in trials if t.trial_id not in done] if race.round_open else []
+    else:
+        todo = [t for t in trials if t.trial_id not in done]
+    skipped = len([t for t in trials if t.trial_id in done])
 
     # spec.yaml: the study as it ran (profile, tasks and metric resolved); study.yaml: the file as written
     resolved = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    seeds_param = spec.adaptive.model_dump() if spec.adaptive else spec.seeds
     study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, resolved, {
-        "profile": spec.profile, "trials": len(trials), "seeds": spec.seeds, "tasks": spec.tasks,
+        "profile": spec.profile, "trials": len(trials), "seeds": seeds_param, "tasks": spec.tasks,
         "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
         "factors": spec.factor_paths})
     tracker.log_text(study_run_id, spec_text, "study.yaml")
-    say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
-        f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
+    if seeds is not None:
+        plan = spec.seed_plan()
+        round_ = len(seeds.race.todo())
+        say(f"study {spec.name}: adaptive seeds ({plan.start} to {plan.max} per setting, min_effect "
+            f"{plan.min_effect:g}), {skipped} trials already done, "
+            + (f"{round_} in this round, at most {len(trials)} in all " if todo else "nothing to run ")
+            + f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
+    else:
+        say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
+            f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
     status, errored = "FINISHED", {}
     try:
@@ -226,7 +313,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             started = connect_ray(address)
             try:
                 errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
-                                                     storage)
+                                                     storage, seeds)
             finally:
                 if started:
                     import ray
@@ -236,7 +323,14 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             if interrupted:
                 status, outcome.interrupted = "KILLED", True
         say("")
+        runs = tracking.latest_trial_runs(tracker, experiment_id)
+        if seeds is not None:  # the trials the race ran, and the first round's even if not run
+            trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
+            outcome.ran = len([t for t in trials if t.trial_id in runs]) - skipped
+            outcome.stop_reason = seeds.race.stop_reason
         say(summary(spec, trials, tracker, experiment_id, outcome, errored))
+        say("")
+        say(_verdicts(spec, trials, runs, tracker, study_run_id, outcome))
         outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
         say(_next_steps(spec, workdir, tracking_uri, outcome.dashboard))
     except BaseException:
@@ -293,6 +387,14 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
     if errors:
         parts += ["", "Failed trials:", *errors]
     return "\n".join(parts)
+
+
+def _verdicts(spec: StudySpec, trials: list[Trial], runs: dict, tracker: tracking.Tracker, study_run_id: str,
+              outcome: Outcome) -> str:
+    """Each setting against the leader, logged on the study run as decisions.json; the table to print."""
+    outcome.decisions = decide(spec, study_values(spec, trials, runs))
+    tracker.log_text(study_run_id, decisions_json(outcome.decisions), DECISIONS)
+    return verdict_table(spec, outcome.decisions, outcome.stop_reason)
 
 
 def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, workdir: Path) -> Path | None:

@@ -5,7 +5,7 @@
 Why Optuna's ask/tell driving Ray tasks, and not Ray Tune's `OptunaSearch`:
 - Pruning must be honest. Tune's schedulers stop trials from the outside and
   `OptunaSearch` then tells Optuna the trial COMPLETEd with its partial value,
-  which biases TPE (PITFALLS.md). Here the trial itself reports its validation
+  which biases TPE (docs/architecture.md, pitfalls). Here the trial itself reports its validation
   metric to the Optuna storage after every evaluation (`trial.report`), asks
   `trial.should_prune()`, and a pruned trial is told PRUNED.
 - Resuming is Optuna's own: the study lives in an RDB storage under the search's
@@ -51,7 +51,8 @@ from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
 from ablations.spec import SpecError
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
-from m3ae.config import ConfigError, trial_id
+from m3ae.config import ConfigError
+from m3ae.keys import trial_id
 from m3ae.train.callbacks import Callback
 
 OPTUNA_TRIAL = "ablate.optuna_trial"  # MLflow tag: the Optuna trial number of a trial run

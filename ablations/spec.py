@@ -10,7 +10,8 @@ A study is a grid over dotted config paths:
       model.mim.mask_ratio: [0.5, 0.75]               # crossed as a grid ...
       zip:                                            # ... with groups varied together
         - {model.mim.decoder: [transformer, mlp], model.mim.decoder_depth: [2, 1]}
-    seeds: [0, 1]
+    seeds: [0, 1]                                     # fixed; or adaptive, seeds where the ranking is open:
+                                                      # {start: 2, max: 8, min_effect: 1.0, alpha: 0.05}
     data: {pretrain: synth_pairs, root: null}
     tasks: [synth_vqa]                                # optional: default the profile's tasks
     metric: {name: synth_vqa/overall_acc, mode: max}  # optional: default the first task's headline;
@@ -32,10 +33,10 @@ import difflib
 import itertools
 import math
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from m3ae.config import ConfigError, apply_overrides, field_paths, profile, suggest_path
 
@@ -161,6 +162,23 @@ class Reference(_Strict):
     values: list[ReferenceValue] = []
 
 
+class AdaptiveSeeds(_Strict):
+    """Seeds go where the ranking is still open (ablations.sequential): every setting runs seeds
+    0..start-1, then the leader and each setting not yet told apart from it get one more seed per
+    round, up to `max`."""
+
+    start: int = Field(ge=2)  # seeds every setting runs first; two are the fewest with a spread
+    max: int = Field(le=100)  # the most seeds any setting gets (checked >= start)
+    min_effect: float = Field(gt=0)  # smallest difference in the headline metric worth telling apart, in its units
+    alpha: float = Field(0.05, gt=0, lt=0.5)  # error rate per comparison, over every look
+
+
+# seeds: a list (fixed) or a mapping (adaptive); the tag keeps pydantic's messages about the form used
+Seeds = Annotated[Union[Annotated[list[int], Field(min_length=1), Tag("fixed")], Annotated[AdaptiveSeeds, Tag("adaptive")]],
+                  Discriminator(lambda v: "adaptive" if isinstance(v, (dict, AdaptiveSeeds)) else "fixed")]
+_UNION_TAGS = ("fixed", "adaptive")
+
+
 class StudySpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=100)
     description: str = ""
@@ -168,7 +186,7 @@ class StudySpec(_Strict):
     profile: str = "laptop"
     base: dict[str, Any] = {}
     factors: dict[str, Any] = {}
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: Seeds = [0]
     data: DataSpec = DataSpec()
     tasks: Optional[list[str]] = Field(None, min_length=1)  # None: the profile's finetune.tasks
     metric: Optional[MetricSpec] = None  # None: the first task's headline metric
@@ -177,6 +195,30 @@ class StudySpec(_Strict):
     reference: Optional[Reference] = None
     alias: dict[str, str] = {}  # factor path -> short name in run names ("model.mim.mask_ratio": img)
     max_trials: int = Field(64, ge=1, le=10_000)  # guard against a grid that explodes
+
+    # ---- seeds
+
+    @property
+    def adaptive(self) -> AdaptiveSeeds | None:
+        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
+
+    @property
+    def initial_seeds(self) -> list[int]:
+        """The seeds every setting runs: the fixed list, or adaptive seeds' first round 0..start-1."""
+        return list(range(self.adaptive.start)) if self.adaptive else list(self.seeds)
+
+    @property
+    def max_seeds(self) -> int:
+        return self.adaptive.max if self.adaptive else len(self.seeds)
+
+    def seed_plan(self):
+        """The plan the verdicts use (ablations.sequential.SeedPlan): fixed seeds are one look."""
+        from ablations.sequential import SeedPlan
+
+        if self.adaptive:
+            a = self.adaptive
+            return SeedPlan(a.start, a.max, a.min_effect, a.alpha)
+        return SeedPlan(len(self.seeds), len(self.seeds))
 
     # ---- the grid
 
@@ -218,7 +260,7 @@ class StudySpec(_Strict):
         """Counted, not expanded: a grid of 10^12 combinations is refused, not built."""
         sizes = [len(values) for values in self.grid.values()]
         sizes += [len(next(iter(group.values()))) for group in self.zip_groups if group]
-        return math.prod(sizes) * len(self.seeds)
+        return math.prod(sizes) * self.max_seeds  # adaptive seeds: the most the race can run
 
 
 # --------------------------------------------------------------------------- loading
@@ -260,7 +302,7 @@ def _closest(name: str, candidates) -> str:
 def _schema_errors(error: ValidationError, problems: _Problems, root: type[BaseModel] | None = None) -> None:
     """`root`: the schema the errors are about (default StudySpec; search files pass theirs)."""
     for item in error.errors():
-        loc = tuple(item["loc"])
+        loc = tuple(part for part in item["loc"] if part not in _UNION_TAGS)
         if item["type"] == "extra_forbidden":
             model = _model_at(loc[:-1], root or StudySpec)
             fields = list(model.model_fields) if model else []
@@ -359,8 +401,10 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
         for name in spec.data.pretrain.split("+"):
             if name not in registry.DATASETS:
                 problems.add(("data", "pretrain"), registry.DATASETS.unknown_message(name))
-    if len(set(spec.seeds)) != len(spec.seeds):
+    if spec.adaptive is None and len(set(spec.seeds)) != len(spec.seeds):
         problems.add(("seeds",), f"seeds repeat: {spec.seeds}")
+    if spec.adaptive is not None and spec.adaptive.max < spec.adaptive.start:
+        problems.add(("seeds", "max"), f"must be at least start ({spec.adaptive.start}), got {spec.adaptive.max}")
     if problems.items:
         return spec
 
@@ -370,8 +414,9 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
     _check_alias(spec, problems)
     n = spec.num_trials()
     if n > spec.max_trials:
-        problems.add(("factors",), f"the grid makes {n} trials, more than max_trials {spec.max_trials}; "
-                                   f"shrink the factors or raise max_trials")
+        most = " at most" if spec.adaptive else ""
+        problems.add(("factors",), f"the grid makes{most} {n} trials, more than max_trials {spec.max_trials}; "
+                                   f"shrink the factors{' or seeds.max' if spec.adaptive else ''} or raise max_trials")
     if problems.items:
         return spec
     _check_configs(spec, base_cfg, problems)

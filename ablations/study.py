@@ -1,6 +1,6 @@
 """Expand a study into trials: profile config -> base -> one factor combination -> seed.
 
-Each trial's id is a hash of its resolved config (`m3ae.config.trial_id`), so the
+Each trial's id is a hash of its resolved config (`m3ae.keys.trial_id`), so the
 same study expands to the same ids every time and a re-run can skip what is
 done. Trials that share a pre-train key share one pre-training.
 """
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ablations.spec import SpecError, StudySpec
-from m3ae.config import Config, apply_overrides, from_dict, pretrain_key, profile, to_dict, trial_id
+from m3ae.config import Config, apply_overrides, from_dict, profile, to_dict
+from m3ae.keys import pretrain_key, trial_id
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,14 @@ def trial_pretrain_key(cfg: Config, workers: int = 1) -> str:
     return key if workers == 1 else f"{key}-w{workers}"
 
 
-def expand(spec: StudySpec) -> list[Trial]:
-    """All trials of a validated study, combinations in grid order, seeds innermost."""
+def expand(spec: StudySpec, seeds: list[int] | range | None = None) -> list[Trial]:
+    """The trials of a validated study, combinations in grid order, seeds innermost. `seeds`
+    default: the study's fixed seeds, or adaptive seeds' first round (0..start-1)."""
     base_cfg = profile(spec.profile)
     fixed = spec.fixed_overrides()
     trials = []
     for combo in spec.combinations():
-        for seed in spec.seeds:
+        for seed in (spec.initial_seeds if seeds is None else seeds):
             cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
             trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers)))
     ids = Counter(t.trial_id for t in trials)
@@ -82,6 +84,11 @@ def trial_table(spec: StudySpec, trials: list[Trial]) -> str:
     pretrains = len(uses)
     footer = (f"{len(trials)} trials, {pretrains} pre-training{'s' if pretrains != 1 else ''}, "
               f"profile {spec.profile}, tasks {', '.join(spec.tasks)}, metric {spec.metric.name} ({spec.metric.mode})")
+    if spec.adaptive:
+        a = spec.adaptive
+        footer += (f"\nadaptive seeds: the first round (seeds 0..{a.start - 1}); then one more seed per round for the "
+                   f"leader and each setting not yet told apart from it (min_effect {a.min_effect:g}), up to "
+                   f"{a.max} seeds: at most {spec.num_trials()} trials")
     return render_table(header, rows) + "\n" + footer
 
 

@@ -1,4 +1,4 @@
-"""MLflow tracking: the run layout of DESIGN.md ("MLflow layout"), owned end to end.
+"""MLflow tracking: the run layout of docs/architecture.md ("The MLflow contract"), owned end to end.
 
     experiment  = the study's name
     study run   (ablate.kind=study)   one per `ablate run`; spec.yaml and dashboard.html

@@ -119,7 +119,7 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
             checkpoint, pretrain_cost = entry.checkpoint, {"seconds": entry.seconds, "flops": entry.flops}
 
         finals: dict[str, float] = {}
-        finetune_seconds, finetune_flops = 0.0, 0.0
+        finetune_seconds, finetune_flops, eval_seconds = 0.0, 0.0, 0.0
         for task in cfg.finetune.tasks:
             with run.stage(task, "finetune") as (_, buffer):
                 result = stages.finetune(cfg, task, checkpoint, paths["trial"] / task, paths["data"],
@@ -127,7 +127,9 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
             finals.update({f"{task}/{k}": float(v) for k, v in result.metrics.items()})
             finetune_seconds += result.seconds
             finetune_flops += result.flops
+            eval_seconds += result.eval_seconds
         finals.update({"cost/pretrain_seconds": pretrain_cost["seconds"], "cost/finetune_seconds": finetune_seconds,
+                       "cost/eval_seconds": eval_seconds,  # of finetune_seconds
                        "cost/flops": pretrain_cost["flops"] + finetune_flops})
         tracker.log_metrics(run.run_id, finals)
     return TrialResult(run.run_id, finals)

@@ -130,7 +130,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
     args = parser.parse_args()
 
-    import torch
+    import torch  # noqa: F401 - imported before anything is timed
 
     from ablations import tracking
     from ablations.runner import run_study

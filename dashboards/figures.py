@@ -194,3 +194,33 @@ def states(counts: pd.DataFrame) -> go.Figure:
                            marker_color=[palette.get(s, GREY) for s in counts["state"]]))
     fig.update_layout(title="Trials by state", yaxis_title="trials", height=320)
     return fig
+
+
+VERDICT_COLOURS = {"better": FRONT, "worse": PAPER, "equivalent": OURS, "undecided": GREY}
+
+
+def paired_differences(table: pd.DataFrame, differences: pd.DataFrame, metric: str,
+                       min_effect: float | None = None) -> go.Figure:
+    """One row per comparison: each seed's paired difference (setting - leader) as a dot, the
+    interval of the verdict as a bar, 0 and +-min_effect as lines."""
+    fig = go.Figure()
+    labels = [f"{s} vs {a}" for s, a in zip(table["setting"], table["vs leader"])]
+    for label, (_, row) in zip(labels, table.iterrows()):
+        colour = VERDICT_COLOURS.get(row["verdict"], GREY)
+        if not math.isnan(row["ci_low"]):
+            fig.add_trace(go.Scatter(x=[row["ci_low"], row["ci_high"]], y=[label, label], mode="lines",
+                                     line={"color": colour, "width": 8}, opacity=0.35, showlegend=False,
+                                     name=f"{row['verdict']} interval", hoverinfo="x+name"))
+        points = differences[differences["comparison"] == label]
+        fig.add_trace(go.Scatter(x=points["diff"], y=[label] * len(points), mode="markers+text",
+                                 text=[f"s{s}" for s in points["seed"]], textposition="top center",
+                                 marker={"color": colour, "size": 9}, name=row["verdict"], showlegend=False,
+                                 hovertemplate="seed %{text}: %{x:.3g}<extra></extra>"))
+    fig.add_vline(x=0, line_color="black", line_width=1)
+    if min_effect:
+        for x in (-min_effect, min_effect):
+            fig.add_vline(x=x, line_color=GREY, line_dash="dot")
+    fig.update_layout(title=f"Paired differences by seed: setting - leader on {metric}",
+                      xaxis_title=f"difference in {short_name(metric)}", height=120 + 60 * max(1, len(table)),
+                      margin={"l": 260})
+    return fig

@@ -1,4 +1,4 @@
-"""Read a study out of MLflow into tidy pandas frames (the MLflow layout in shared/DESIGN.md).
+"""Read a study out of MLflow into tidy pandas frames (the MLflow contract in docs/architecture.md).
 
 `load_study` does one run search per run kind (in mlflow.search_runs' columns) and reshapes the result:
 - `trials`: one row per trial (latest run per trial id): run_id, trial_id, seed, state, error,
@@ -29,7 +29,6 @@ from dashboards.summaries import format_setting, parse_value, short_name
 FACTOR_TAG = "tags.ablate.factor."
 COST_PREFIX = "cost/"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-DECISIONS = "decisions.json"
 SEARCH_PAGE = 10_000  # the sqlite store serves at most 50,000 runs a page
 TRIAL_COLUMNS = ["run_id", "trial_id", "seed", "state", "error", "pretrain_run_id", "optuna_trial", "start_time"]
 
@@ -51,7 +50,7 @@ class StudyData:
     factors: list[str]
     metrics: list[str]  # task metrics, headline first
     costs: list[str] = field(default_factory=list)
-    decisions: list[dict] = field(default_factory=list)  # the adaptive-seed race's verdicts ([] for fixed seeds)
+    decisions: list[dict] = field(default_factory=list)  # decisions.json of the newest study run with one
 
     @property
     def headline(self) -> str | None:
@@ -153,11 +152,10 @@ def read_spec(client: MlflowClient, study_runs: pd.DataFrame) -> dict:
 
 
 def read_decisions(client: MlflowClient, study_runs: pd.DataFrame) -> list[dict]:
-    """`decisions.json` of the newest study run that logged one (an adaptive-seed race); [] if none."""
+    """The verdicts `ablate run` logged as `decisions.json` on the newest study run that has them."""
     for run_id in study_runs.sort_values("start_time", ascending=False)["run_id"] if not study_runs.empty else []:
-        if any(a.path == DECISIONS for a in client.list_artifacts(run_id)):
-            found = json.loads(download(client, run_id, DECISIONS).decode("utf-8"))
-            return [d for d in found if isinstance(d, dict)] if isinstance(found, list) else []
+        if "decisions.json" in {a.path for a in client.list_artifacts(run_id)}:
+            return json.loads(download(client, run_id, "decisions.json").decode("utf-8"))
     return []
 
 

@@ -67,6 +67,7 @@ def add_study_sections(page: html.Page, data: StudyData) -> None:
         page.notice = SMOKE_WARNING
     if data.headline and len(finished):
         _findings_section(page, data)
+        _verdict_section(page, data, finished)
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
         _significance_section(page, data, finished)
@@ -76,6 +77,30 @@ def add_study_sections(page: html.Page, data: StudyData) -> None:
         _cost_section(page, data, finished)
     _reconstruction_section(page, data, client)
     _state_section(page, data)
+
+
+def _verdict_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
+    """What the study decided (decisions.json): each setting against the leader, and the paired
+    differences by seed behind each verdict."""
+    seeds = data.spec.get("seeds")
+    min_effect = seeds.get("min_effect") if isinstance(seeds, dict) else None
+    section = page.section(
+        "Verdicts", f"Each setting against the leader on {data.headline}, paired by seed: better / worse when the "
+                    "interval excludes 0" + (f", equivalent when it lies inside ±{min_effect:g}" if min_effect else "")
+                    + ", undecided otherwise. The intervals hold over every look of the race (adaptive seeds).")
+    if not data.decisions:
+        section.blocks.append(html.paragraph("No verdicts yet: `ablate run` writes them (decisions.json) when the "
+                                             "study ends.", "note"))
+        return
+    table = summaries.decision_table(data.decisions)
+    shown = table.assign(interval=[f"[{lo:+.3g}, {hi:+.3g}]" if pd.notna(lo) else "–"
+                                   for lo, hi in zip(table["ci_low"], table["ci_high"])])
+    shown = shown[["setting", "vs leader", "seeds", "difference", "interval", "verdict"]]
+    classes = ["flag" if v == "undecided" else "" for v in table["verdict"]]
+    section.blocks.append(html.table_html(shown, classes))
+    differences = summaries.paired_differences(finished, data.decisions, data.headline)
+    if len(differences):
+        page.figure(section, figures.paired_differences(table, differences, data.headline, min_effect))
 
 
 def _headline_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:

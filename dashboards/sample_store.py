@@ -1,4 +1,4 @@
-"""Write a study into a real MLflow store in the platform's layout (shared/DESIGN.md, "MLflow layout"),
+"""Write a study into a real MLflow store in the platform's layout (docs/architecture.md, "The MLflow contract"),
 with numbers from a known formula. The dashboard tests and benchmarks/report.py build reports from it;
 `python -m dashboards.sample_store URI NAME` makes one to look at.
 

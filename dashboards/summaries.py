@@ -384,3 +384,39 @@ def state_counts(trials: pd.DataFrame) -> pd.DataFrame:
     order = ["FINISHED", "PRUNED", "FAILED", "KILLED", "RUNNING", "SCHEDULED"]
     states = [s for s in order if s in counts] + sorted(s for s in counts.index if s not in order)
     return pd.DataFrame({"state": states, "trials": [int(counts[s]) for s in states]})
+
+
+# --------------------------------------------------------------------------- verdicts (decisions.json)
+
+
+def decision_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
+    """decisions.json (each setting against the leader) as the dashboard's opening table:
+    [setting, vs leader, seeds, difference, ci_low, ci_high, verdict]."""
+    rows = [{"setting": format_setting(d["setting"]) or "(one setting)", "vs leader": format_setting(d["against"]),
+             "seeds": d["seeds"], "difference": _number(d.get("diff")), "ci_low": _number(d.get("ci_low")),
+             "ci_high": _number(d.get("ci_high")), "verdict": d["verdict"]} for d in decisions]
+    return pd.DataFrame(rows, columns=["setting", "vs leader", "seeds", "difference", "ci_low", "ci_high", "verdict"])
+
+
+def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metric: str) -> pd.DataFrame:
+    """Per comparison of decisions.json, the paired differences by seed (setting - leader) from the
+    finished trials: [comparison, seed, setting_value, against_value, diff]."""
+    columns = ["comparison", "seed", "setting_value", "against_value", "diff"]
+    finished = trials[trials["state"] == "FINISHED"] if "state" in trials else trials
+    rows = []
+    for d in decisions:
+        if any(path not in finished for path in {**d["setting"], **d["against"]}):
+            continue  # a decision about paths these trials do not carry
+        own = at_setting(finished, d["setting"])[["seed", metric]].dropna()
+        lead = at_setting(finished, d["against"])[["seed", metric]].dropna()
+        pairs = own.merge(lead, on="seed", suffixes=("_setting", "_against")).sort_values("seed")
+        label = f"{format_setting(d['setting'])} vs {format_setting(d['against'])}"
+        for _, p in pairs.iterrows():
+            a, b = float(p[f"{metric}_setting"]), float(p[f"{metric}_against"])
+            rows.append({"comparison": label, "seed": int(p["seed"]), "setting_value": a, "against_value": b,
+                         "diff": a - b})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _number(value: object) -> float:
+    return math.nan if value is None else float(value)

@@ -200,6 +200,9 @@ class ModelConfig:
     mim: MIMConfig = field(default_factory=MIMConfig)
     mlm: MLMConfig = field(default_factory=MLMConfig)
     itm: ITMConfig = field(default_factory=ITMConfig)
+    # separate: one fusion pass per objective (the paper's code); joint: MIM and MLM share one
+    # pass over the masked image and the masked text (fewer FLOPs; an ablation of its own)
+    passes: Literal["separate", "joint"] = "separate"
 
     def __post_init__(self):
         n = self.fusion.num_layers
@@ -282,6 +285,7 @@ class FinetuneConfig(OptimConfig):
     train_fraction: float = 1.0  # share of the task's training set used (data-efficiency studies)
     lr: float = 5e-4
     eval_every_epochs: int = 1
+    eval_batch_size: int = 256  # examples per evaluation forward (no gradients: larger than training's)
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self):
@@ -290,6 +294,7 @@ class FinetuneConfig(OptimConfig):
         for task in self.tasks:
             _check_component("TASKS", task, "finetune.tasks")
         _check(self.epochs >= 1, "finetune.epochs", "must be at least 1")
+        _check(self.eval_batch_size >= 1, "finetune.eval_batch_size", "must be at least 1")
         _check(0 < self.train_fraction <= 1, "finetune.train_fraction", "must be in (0, 1]")
 
 
@@ -301,6 +306,7 @@ class Config:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     seed: int = 0  # the trial seed: model init, masking, data order
     threads: int = 0  # torch threads for this run; 0 = leave torch's default
+    compile: bool = False  # torch.compile the pre-training step (inductor); eager where it cannot compile
 
     def __post_init__(self):
         if self.pretrain.enabled:
@@ -339,7 +345,7 @@ def _laptop() -> Config:
     it, 60 labelled images were enough to read the modality off absolute grey
     levels, and pre-training had little left to add. With it, over 5 seeds
     M3AE is 5.4 +- 1.1 points ahead of scratch and 1.9 +- 2.3 ahead of
-    MLM + ITM (docs/results.md §1, ninth session).
+    MLM + ITM (docs/results.md §1).
 
     MLM masks 40% of the words, not the paper's 15%. synthmed's reports are
     short and formulaic, and at 15% the report alone gives away most masked
@@ -567,32 +573,3 @@ def apply_overrides(cfg: Config, overrides) -> Config:
 SYNTH_TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
                      "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
                      "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}
-# data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
-# (the tokenizer is trained on the pre-training corpus alone)
-NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIELDS.items()
-                                         if task != "synth_pairs" for name in names))
-
-
-def pretrain_view(cfg: Config) -> dict[str, Any]:
-    """Only the settings that change what pre-training produces: the key of the
-    pre-train cache. Fine-tuning settings and thread counts are left out."""
-    from m3ae.data.synthmed.tasks import GENERATOR_VERSION
-    from m3ae.data.tokenizer import TOKENIZER_VERSION
-
-    data = to_dict(cfg)
-    return {"model": data["model"],
-            "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
-            "pretrain": data["pretrain"], "seed": data["seed"],
-            # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
-            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION}}
-
-
-def pretrain_key(cfg: Config) -> str:
-    return config_hash(pretrain_view(cfg))
-
-
-def trial_id(cfg: Config) -> str:
-    data = to_dict(cfg)
-    data.pop("threads")
-    data["data"].pop("num_workers")
-    return config_hash(data)

@@ -14,13 +14,11 @@ of that row.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlm_grounding import load_checkpoint_and_pairs  # noqa: E402
+from m3ae.analysis import checkpoint_arguments, load_probe
 
 SWAPS = {"side": ("left", "right"), "position": ("upper", "lower")}
 
@@ -34,8 +32,12 @@ def swap_words(input_ids: torch.Tensor, a: int, b: int) -> tuple[torch.Tensor, t
 def main(argv=None) -> None:
     from m3ae.data import make_loader
 
-    args, cfg, tokenizer, pairs, model = load_checkpoint_and_pairs(__doc__.split("\n")[0], argv)
-    vocab = tokenizer.get_vocab()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    checkpoint_arguments(parser)
+    args = parser.parse_args(argv)
+    probe = load_probe(args.checkpoint, args.profile, args.overrides, args.cache)
+    cfg, pairs, model = probe.cfg, probe.pairs, probe.model
+    vocab = probe.tokenizer.get_vocab()
 
     def says_matched(images, input_ids, attention_mask) -> torch.Tensor:
         return model.itm_head(model.encode(images, input_ids, attention_mask).pooled).argmax(dim=-1) == 1

@@ -6,7 +6,7 @@
 
 Pre-trains the profile with MLM alone (MIM and ITM off unless --set turns them
 on), masking every word of one scene attribute (side, position, kind, ...; the
-categories of `mlm_grounding.py`) and nothing else, so the whole MLM signal
+categories of `m3ae.analysis`) and nothing else, so the whole MLM signal
 asks for what only the image can tell. The validation MLM accuracy at each
 evaluation is then the accuracy on those words: if it stays at the text's prior
 (the majority word), the model cannot learn that readout at these settings,
@@ -16,14 +16,11 @@ however the words are weighted in the real objective.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mlm_grounding import CATEGORIES, word_categories  # noqa: E402
-from pretraining_helps import _Log  # noqa: E402
+from m3ae.analysis import CATEGORIES, PrintEvals, word_categories
 
 MASKING = "probe_words"  # registered by main() for this process only
 
@@ -56,7 +53,7 @@ def main(argv=None) -> None:
         return torch.isin(input_ids, wanted.to(input_ids.device)) & attention_mask.bool()
 
     cfg = apply_overrides(base, {"model.mlm.masking": MASKING})
-    result = pretrain(cfg, args.workdir / "pretrain", cache, [_Log(f"{args.category} probe")])
+    result = pretrain(cfg, args.workdir / "pretrain", cache, [PrintEvals(f"{args.category} probe")])
     print(f"validation accuracy on the {args.category} words: {result.metrics['val_mlm_acc']:.3f}")
 
 

@@ -3,7 +3,8 @@
 The cluster lives in its own process (`ray.cluster_utils.Cluster`), so it cannot collide
 with the test session's local Ray (conftest's `ray_session`), and in its own RAY_TMPDIR:
 a head node records its address in <tmp>/ray/ray_current_cluster, and a plain `ray.init()`
-anywhere on the machine would otherwise join it. `ablate run` joins it from a second process. Each trial run carries the Ray node id it ran on (`ablate.node`), and
+anywhere on the machine would otherwise join it. `ablate run` joins it from a second process.
+Each trial run carries the Ray node id it ran on (`ablate.node`), and
 the shared `--storage` folder holds Tune's experiment and the pre-train cache.
 """
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from m3ae.config import (Config, ConfigError, apply_overrides, flatten, from_dict, from_yaml, pretrain_key,
-                         profile, to_yaml, trial_id)
+from m3ae.config import Config, ConfigError, apply_overrides, flatten, from_dict, from_yaml, profile, to_yaml
+from m3ae.keys import pretrain_key, trial_id
 
 CONTRACT_PATHS = [
     "model.mim.enabled", "model.mim.mask_ratio", "model.mim.masking", "model.mim.recon_layer", "model.mim.decoder",

@@ -62,9 +62,9 @@ def test_report_shows_every_section(store):
     # 2 factors + heatmap, ours-vs-paper, pre-train + 2 fine-tune curve figures, cost, states
     assert _figures(page) == 9
     headings = re.findall(r"<h2>([^<]*)</h2>", page)
-    assert headings == ["The paper&#x27;s findings, and ours", "Results by factor", "Beside the paper",
+    assert headings == ["The paper&#x27;s findings, and ours", "Verdicts", "Results by factor", "Beside the paper",
                         "Are the differences real?", "Training curves", "Cost", "MIM reconstructions",
-                        "Trials and failures"]  # the verdicts first
+                        "Trials and failures"]  # the paper's findings first, then the study's own verdicts
     assert "Absolute values are not comparable" in page and "<th>paper&#x27;s finding</th>" in page
     assert "ranking agrees?" not in page and "<td>agrees</td>" in page
     assert page.count("<img alt=") == 3  # one reconstruction grid per image mask ratio
@@ -205,3 +205,21 @@ def test_a_reference_on_another_factor_is_explained(store):
     spec = dict(store["spec"], reference={"source": "x", "ranking": [{"model.vision.depth": 4}]})
     page = build_report("masking", store["uri"], store["root"] / "otherref.html", spec=spec).read_text()
     assert "cannot be compared" in page and "model.vision.depth" in page
+
+
+def test_report_opens_with_the_verdicts_and_the_paired_differences(tmp_path):
+    import json
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    write_sample_study(uri, "verdicts", {"model.mim.mask_ratio": [0.25, 0.75]}, seeds=(0, 1, 2), curve_steps=3)
+    data = load.load_study("verdicts", uri)
+    trials = data.trials
+    lead, other = ({"model.mim.mask_ratio": r} for r in (0.75, 0.25))
+    decisions = [{"setting": other, "against": lead, "seeds": 3, "diff": -1.0, "ci_low": -4.0, "ci_high": 2.0,
+                  "verdict": "undecided"}]
+    MlflowClient(uri).log_text(data.study_run_id, json.dumps(decisions), "decisions.json")
+    assert load.load_study("verdicts", uri).decisions == decisions
+    page = build_report("verdicts", uri, tmp_path / "report.html").read_text()
+    assert page.index("<h2>Verdicts</h2>") < page.index("<h2>Results by factor</h2>")
+    assert "Paired differences by seed" in page and "[-4, +2]" in page and "undecided" in page
+    assert len(trials) == 6

@@ -155,3 +155,38 @@ def test_ours_with_paper_rank_keeps_every_setting_and_gives_tied_settings_one_pl
     ours = S.ours_with_paper_rank(trials, reference, "t/acc", "max").set_index("a")
     assert list(ours.index) == [1, 2, 3, 4] and list(ours["mean"]) == [51.0, 41.0, 46.0, 31.0]
     assert list(ours["paper_rank"].iloc[:3]) == [1, 2, 2] and math.isnan(ours.loc[4, "paper_rank"])
+
+
+DECISIONS = [  # as decisions.json: ratio 0.25 against the leader 0.75
+    {"setting": {"model.mim.mask_ratio": 0.25}, "against": {"model.mim.mask_ratio": 0.75}, "seeds": 3,
+     "diff": -2.0, "ci_low": -5.5, "ci_high": 1.5, "verdict": "undecided"},
+]
+
+
+def test_decision_table_keeps_the_verdicts():
+    table = S.decision_table(DECISIONS + [{**DECISIONS[0], "ci_low": None, "ci_high": None, "seeds": 1}])
+    assert list(table.columns) == ["setting", "vs leader", "seeds", "difference", "ci_low", "ci_high", "verdict"]
+    assert table.loc[0, "setting"] == "mim.mask_ratio=0.25" and table.loc[0, "vs leader"] == "mim.mask_ratio=0.75"
+    assert table.loc[0, "difference"] == -2.0 and math.isnan(table.loc[1, "ci_low"])
+
+
+def test_paired_differences_by_seed_hand_computed():
+    trials = pd.DataFrame({
+        "model.mim.mask_ratio": [0.25, 0.25, 0.25, 0.75, 0.75, 0.75, 0.75],
+        "seed": [0, 1, 2, 0, 1, 2, 3],
+        "state": ["FINISHED", "FINISHED", "FINISHED", "FINISHED", "FINISHED", "FINISHED", "FINISHED"],
+        "acc": [50.0, 47.5, 49.0, 51.0, 50.5, 49.0, 60.0],  # seed 3 has no pair
+    })
+    diffs = S.paired_differences(trials, DECISIONS, "acc")
+    assert list(diffs["seed"]) == [0, 1, 2]
+    assert list(diffs["diff"]) == [-1.0, -3.0, 0.0]  # 50 - 51, 47.5 - 50.5, 49 - 49
+    assert diffs["diff"].mean() == pytest.approx(-4 / 3)
+    assert set(diffs["comparison"]) == {"mim.mask_ratio=0.25 vs mim.mask_ratio=0.75"}
+
+
+def test_paired_differences_skip_unfinished_trials_and_unknown_paths():
+    trials = pd.DataFrame({"model.mim.mask_ratio": [0.25, 0.75], "seed": [0, 0], "state": ["FAILED", "FINISHED"],
+                           "acc": [50.0, 51.0]})
+    assert S.paired_differences(trials, DECISIONS, "acc").empty
+    other = [{**DECISIONS[0], "setting": {"model.mlm.mask_ratio": 0.5}}]
+    assert S.paired_differences(trials, other, "acc").empty

@@ -60,7 +60,10 @@ def test_missing_tokenizer_directory_is_a_clear_error(cfg, tmp_path):
 def test_word_ids_follow_word_boundaries(cfg, tokenizer):
     collate = Collate(tokenizer, 16, "pairs", 0, augment=False, seed=0)
     ids, mask, words = collate.tokenize(["Intermediate multilobulated cyst.", "No abscess."])
-    assert ids.shape == mask.shape == words.shape == (2, 16)
+    assert ids.shape == mask.shape == words.shape and ids.shape[0] == 2
+    assert ids.shape[1] == int(mask.sum(dim=1).max()) <= 16  # padded to the longest text, no further
+    long_ids, _, _ = collate.tokenize(["cyst " * 40])
+    assert long_ids.shape == (1, 16)  # truncated at max_length
     for row in range(2):
         tokens = tokenizer.convert_ids_to_tokens(ids[row].tolist())
         for position, (token, word) in enumerate(zip(tokens, words[row].tolist())):

@@ -148,7 +148,7 @@ def test_a_trial_with_two_workers_trains_data_parallel_and_logs_once(tmp_path, s
     assert "synth_vqa/overall_acc" in trial.data.metrics and trial.data.metrics["cost/flops"] > 0
 
     # both workers trained, each on its own half of every batch (16 per step: 8 each)
-    for run, stage_dir in ((pre, None), (fine, "synth_vqa")):
+    for run, _stage_dir in ((pre, None), (fine, "synth_vqa")):
         local = tracker.client.download_artifacts(run.info.run_id, "workers.json", str(tmp_path / run.info.run_id))
         workers = json.loads(Path(local).read_text())
         assert [w["rank"] for w in workers] == [0, 1] and {w["world_size"] for w in workers} == {2}

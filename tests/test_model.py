@@ -389,3 +389,47 @@ def test_text_encoder_loads_from_a_local_directory(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match="model.text.pretrained"):
         build(f"model.text.pretrained={tmp_path / 'missing'}")
+
+
+# --------------------------------------------------------------------------- model.passes
+
+
+def _step_flops(model: M3AE, batch: Batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model(batch).loss.backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("itm", [True, False])
+def test_joint_passes_train_every_objective_with_fewer_flops(itm):
+    batch = make_batch()
+    separate = build(f"model.itm.enabled={itm}")
+    joint = build("model.passes=joint", f"model.itm.enabled={itm}")
+    assert _step_flops(joint, batch) < 0.9 * _step_flops(separate, batch)
+    history = _train_steps(joint, batch, steps=3)
+    assert set(history[0]) == {"mim_loss", "mlm_loss"} | ({"itm_loss"} if itm else set())
+    assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in history)
+
+
+def test_joint_passes_draw_the_same_masks_as_separate_passes():
+    """Same seed, same masks: `passes` is a paired factor (common random numbers across settings)."""
+    batch = make_batch()
+    masks = []
+    for passes in ("separate", "joint"):
+        model = build(f"model.passes={passes}", "model.itm.enabled=false")
+        torch.manual_seed(3)
+        masks.append(model(batch).mim_mask)
+    torch.testing.assert_close(masks[0], masks[1])
+
+
+@pytest.mark.parametrize("mim_layer, mlm_layer", [(1, 2), (2, 1), (2, 2), (0, 2)])
+def test_joint_pass_reads_each_objective_at_its_own_layer(mim_layer, mlm_layer):
+    model = build("model.passes=joint", "model.itm.enabled=false", "model.fusion.num_layers=2",
+                  f"model.mim.recon_layer={mim_layer}", f"model.mlm.recon_layer={mlm_layer}")
+    model(make_batch()).loss.backward()
+    image_grads = [any(p.grad is not None for p in layer.image.parameters()) for layer in model.fusion.layers]
+    text_grads = [any(p.grad is not None for p in layer.text.parameters()) for layer in model.fusion.layers]
+    # a stream's layer k trains when some objective reads a layer >= k of either stream (cross-attention)
+    deepest = max(mim_layer, mlm_layer)
+    assert image_grads == [k < mim_layer or k < deepest - 1 for k in range(2)]
+    assert text_grads == [k < mlm_layer or k < deepest - 1 for k in range(2)]

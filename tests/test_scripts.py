@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -17,14 +19,27 @@ def test_word_probe_masks_only_the_chosen_attribute_and_reports_its_accuracy(tmp
     assert (tmp_path / "pretrain" / "checkpoint.pt").is_file()
 
 
-def test_itm_grounding_scores_matched_random_and_location_swapped_reports(tmp_path):
+@pytest.fixture(scope="module")
+def smoke_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """A 2-step smoke pre-training: (its checkpoint, its data and tokenizer cache)."""
     from m3ae.config import apply_overrides, profile
     from m3ae.train import pretrain
 
+    root = tmp_path_factory.mktemp("smoke-pretrain")
     cfg = apply_overrides(profile("smoke"), {"threads": 1, "pretrain.steps": 2, "pretrain.eval_every": 0})
-    checkpoint = pretrain(cfg, tmp_path / "pretrain", tmp_path / "cache").checkpoint
+    return pretrain(cfg, root / "pretrain", root / "cache").checkpoint, root / "cache"
+
+
+def _table(stdout: str) -> dict[str, list[str]]:
+    """The rows of the markdown table a script printed: first cell -> the other cells."""
+    rows = [line.strip("| ").split(" | ") for line in stdout.splitlines() if line.startswith("| ")]
+    return {cells[0]: cells[1:] for cells in rows[1:]}  # rows[0] is the header
+
+
+def test_itm_grounding_scores_matched_random_and_location_swapped_reports(smoke_checkpoint):
+    checkpoint, cache = smoke_checkpoint
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "itm_grounding.py"), str(checkpoint),
-                          "--profile", "smoke", "--cache", str(tmp_path / "cache")],
+                          "--profile", "smoke", "--cache", str(cache)],
                          capture_output=True, text=True, timeout=300, check=True)
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.stdout.splitlines()
             if line.startswith("| ") and "%" not in line}
@@ -99,3 +114,70 @@ def test_pretraining_helps_rejects_a_bad_setting_before_any_trial(tmp_path):
                           "--scratch-lrs=-1e-4"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "trial scratch-lr-0.0001-s0: lr: must be positive" in out.stderr
     assert "Traceback" not in out.stderr and not workdir.exists()
+
+
+def test_mlm_grounding_scores_masked_words_with_true_and_shuffled_images(smoke_checkpoint):
+    from m3ae.analysis import CATEGORIES
+
+    checkpoint, cache = smoke_checkpoint
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "mlm_grounding.py"), str(checkpoint),
+                          "--profile", "smoke", "--cache", str(cache)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert "validation pairs: true images" in out.stdout and "image adds" in out.stdout
+    rows = _table(out.stdout)
+    assert rows and set(rows) <= {*CATEGORIES, "other words"}
+    for n, true, shuffled, adds in rows.values():
+        assert int(n) > 0 and 0.0 <= float(true) <= 100.0 and 0.0 <= float(shuffled) <= 100.0
+        assert float(adds) == pytest.approx(float(true) - float(shuffled), abs=0.11)
+
+
+def test_word_categories_name_the_scene_attribute_of_synthmed_words(smoke_checkpoint):
+    from m3ae.analysis import word_categories
+    from m3ae.config import profile
+    from m3ae.data import build_tokenizer
+
+    tokenizer = build_tokenizer(profile("smoke"), smoke_checkpoint[1])
+    vocab, categories = tokenizer.get_vocab(), word_categories(tokenizer)
+    assert categories[vocab["left"]] == "side" and categories[vocab["right"]] == "side"
+    assert categories[vocab["upper"]] == "position"
+    assert {"modality", "region", "side", "position"} <= set(categories.values())
+
+
+def test_vqa_by_question_scores_each_question_family(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from vqa_by_question import FAMILIES
+
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "vqa_by_question.py"), "--profile", "smoke",
+                          "--set", "threads=1", "--workdir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert "test: overall_acc " in out.stdout
+    rows = _table(out.stdout)
+    assert rows and set(rows) <= {name for name, _ in FAMILIES}
+    for n, accuracy in rows.values():
+        assert int(n) > 0 and 0.0 <= float(accuracy) <= 100.0
+
+
+def test_finding_probe_trains_a_readout_and_saves_an_oracle_checkpoint(smoke_checkpoint, tmp_path):
+    import torch
+
+    from m3ae.train.checkpoint import load_checkpoint
+
+    checkpoint, cache = smoke_checkpoint
+    oracle = tmp_path / "oracle.pt"
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "finding_probe.py"), "--profile", "smoke",
+                          "--set", "threads=1", "--steps", "2", "--cache", str(cache),
+                          "--checkpoint", str(checkpoint), "--save", str(oracle)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    assert "training images; chance: slot empty or not" in out.stdout
+    assert "step 2 (" in out.stdout and "kind of a present finding" in out.stdout
+    before, after = load_checkpoint(checkpoint)["model"], load_checkpoint(oracle)["model"]
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("vision_encoder.") for k in changed)  # only the encoder is replaced
+
+
+def test_finding_probe_refuses_save_without_a_trained_encoder(tmp_path):
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "finding_probe.py"), "--save",
+                          str(tmp_path / "oracle.pt")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--save needs --checkpoint" in out.stderr
+    assert not (tmp_path / "oracle.pt").exists()

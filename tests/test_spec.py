@@ -104,10 +104,11 @@ def test_every_shipped_study_validates_and_dry_runs(path, tmp_path, capsys):
         pytest.skip("a search file (tested with ablate search)")
     spec = load_spec(path)
     assert text.lstrip().startswith("#"), "a study starts with a comment giving its rationale"
-    assert spec.profile == "laptop" and len(spec.seeds) >= 2
+    assert spec.profile == "laptop" and len(spec.initial_seeds) >= 2
     if path.stem in PAPER_ABLATIONS:  # the paper's four: its finding beside ours, < 20 min on 2 cores
         assert spec.reference is not None and spec.reference.ranking
-        assert spec.num_trials() <= 8
+        assert spec.adaptive is not None and spec.adaptive.min_effect > 0  # seeds where the ranking is open
+        assert len(expand(spec)) <= 8 and spec.num_trials() <= 16  # first round; at most (--budget 20 holds it)
     else:  # extensions beyond the paper (issue 9): sized for < 30 min on 2 cores
         assert spec.num_trials() <= 16
     assert main(["run", str(path), "--dry-run", "--workdir", str(tmp_path / "runs")]) == 0
@@ -130,3 +131,30 @@ def test_a_shipped_study_becomes_paper_scale_with_profile_and_data_root_only(tmp
     trial = expand(spec)[0]
     assert trial.config.data.root == str(tmp_path) and trial.config.data.pretrain == "roco+medicat"
     assert trial.config.model.fusion.num_layers == 6
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ("{start: 1, max: 4, min_effect: 1.0}", "seeds.start: input should be greater than or equal to 2, got 1"),
+    ("{start: 3, max: 2, min_effect: 1.0}", "seeds.max: must be at least start (3), got 2"),
+    ("{start: 2, max: 4, min_effect: 0}", "seeds.min_effect: input should be greater than 0, got 0"),
+    ("{start: 2, max: 4, min_effect: -0.5}", "seeds.min_effect: input should be greater than 0, got -0.5"),
+    ("{start: 2, max: 4}", "seeds.min_effect: missing"),
+    ("{start: 2, max: 4, min_efect: 1}", "did you mean 'min_effect'?"),
+])
+def test_adaptive_seeds_are_checked(seeds, message, tmp_path, capsys):
+    study = tmp_path / "s.yaml"
+    study.write_text(f"name: s\nprofile: smoke\nfactors: {{model.mim.mask_ratio: [0.5, 0.75]}}\nseeds: {seeds}\n")
+    assert main(["validate", str(study)]) == 2
+    err = capsys.readouterr().err
+    assert f"{study}:4: " in err and message in err
+
+
+def test_adaptive_seeds_start_with_the_first_round_and_count_the_most():
+    spec = parse_spec("name: s\nprofile: smoke\nfactors: {model.mim.mask_ratio: [0.5, 0.75]}\n"
+                      "seeds: {start: 2, max: 5, min_effect: 0.5}\n", "s.yaml")
+    assert spec.initial_seeds == [0, 1] and spec.max_seeds == 5 and spec.num_trials() == 10
+    assert [t.seed for t in expand(spec)] == [0, 1, 0, 1]
+    plan = spec.seed_plan()
+    assert (plan.start, plan.max, plan.min_effect, plan.alpha) == (2, 5, 0.5, 0.05)
+    fixed = parse_spec("name: s\nprofile: smoke\nseeds: [0, 1, 2]\n", "s.yaml").seed_plan()
+    assert fixed.one_look and fixed.min_effect is None

@@ -197,3 +197,35 @@ def test_batched_retrieval_scores_equal_pair_by_pair(pretrained, cache_dir):
                 ids, mask = texts[t]
                 logits = model.itm_head(model.encode(image_list[i][None], ids[None], mask[None]).pooled)
                 assert scores[i, t].item() == pytest.approx((logits[0, 1] - logits[0, 0]).item(), abs=1e-4)
+
+
+# --------------------------------------------------------------------------- compile switch
+
+
+def test_compile_switch_falls_back_where_torch_cannot_compile(monkeypatch):
+    import torch._dynamo
+
+    from m3ae.train.runtime import maybe_compile
+
+    module = torch.nn.Linear(4, 2)
+    assert maybe_compile(module, False) is module
+    monkeypatch.setattr(torch._dynamo, "is_dynamo_supported", lambda: False)
+    with pytest.warns(UserWarning, match="not supported"):
+        assert maybe_compile(module, True) is module
+
+
+def test_a_graph_that_fails_to_compile_runs_eagerly():
+    import torch._dynamo
+
+    from m3ae.train.runtime import maybe_compile
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    torch._dynamo.reset()
+    module = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.GELU(), torch.nn.Linear(8, 2))
+    x = torch.randn(3, 4)
+    compiled = maybe_compile(module, True, backend=broken_backend)
+    torch.testing.assert_close(compiled(x), module(x))
+    torch._dynamo.reset()
+

@@ -1,4 +1,5 @@
-"""`ablate run STUDY.yaml`: run a grid study on Ray Tune, tracked in MLflow.
+"""`ablate run STUDY.yaml`: run a grid study on Ray Tune, tracked in MLflow; it ends with the
+verdicts (each setting against the leader, paired by seed), also logged as decisions.json.
 
 Re-running the same command skips trials that finished (by trial id) and
 resumes the rest; `--dry-run` prints the trial table and creates nothing.
@@ -28,6 +29,9 @@ def add_arguments(parser) -> None:
                         help="folder with the real datasets (replaces the study's data.root)")
     parser.add_argument("--dry-run", action="store_true", help="print the trials and exit")
     parser.add_argument("--retry-failed", action="store_true", help="also re-run trials that failed before")
+    parser.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                        help="adaptive seeds: start no round that would end after MINUTES of this run (estimated "
+                             "from the trials so far; the first round always runs, so --budget 0 is a pilot)")
 
 
 def run(args) -> int:
@@ -39,6 +43,11 @@ def run(args) -> int:
         raise UsageError("--max-concurrent must be at least 1")
     data_root = str(Path(args.data_root).expanduser().absolute()) if args.data_root else None  # trials may run elsewhere
     spec = load_spec(args.study, args.profile, data_root)
+    if args.budget is not None and (args.budget < 0 or args.budget != args.budget):
+        raise UsageError(f"--budget must be a number of minutes >= 0, got {args.budget}")
+    if args.budget is not None and spec.adaptive is None:
+        raise UsageError(f"--budget needs adaptive seeds: {args.study} has fixed seeds {spec.seeds}; write "
+                         "seeds: {start: 2, max: 8, min_effect: 1.0} to let seeds go where the ranking is open")
     trials = expand(spec)
     if args.dry_run:
         print(trial_table(spec, trials))
@@ -56,7 +65,7 @@ def run(args) -> int:
               "`ablate server` and pass --tracking-uri http://HOST:PORT (see README, Running on a cluster)")
     outcome = run_study(spec, trials, args.study.read_text(), workdir=args.workdir, tracking_uri=uri,
                         max_concurrent=args.max_concurrent, address=args.address, retry_failed=args.retry_failed,
-                        storage=storage)
+                        storage=storage, budget_minutes=args.budget)
     if outcome.interrupted:
         print("interrupted: run the same command again to resume (finished trials are kept)")
         return 130

@@ -74,7 +74,8 @@ def results_table(results: dict) -> str:
 
 
 def run(args) -> int:
-    from m3ae.config import to_yaml, trial_id
+    from m3ae.config import to_yaml
+    from m3ae.keys import trial_id
     from m3ae.train.distributed import check_shardable
 
     cfg = resolve_config(args.profile, args.overrides, args.tasks)

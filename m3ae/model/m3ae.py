@@ -10,6 +10,10 @@ through the fusion stack, on the inputs that objective needs,
     MLM  full image + masked text
     ITM  full text + full image, half of the images swapped for another's
 
+(`model.passes=joint`, beyond the paper: MIM and MLM share one pass over the
+masked image and the masked text, which saves a fusion pass and a full-image
+encoding when ITM is off.)
+
 The unimodal encodings of the full image and full text are computed once and
 shared by the passes that use them (an encoder sees one modality, so swapping
 images for ITM is an index into the image encodings). The MIM and MLM passes
@@ -30,8 +34,13 @@ from m3ae.model.fusion import FusionStates
 from m3ae.model.heads import ITMHead, Pooler, init_weights
 from m3ae.model.masking import corrupt_tokens, patchify, unpatchify, visible_indices
 from m3ae.model.objectives import LossOutput, itm_pairs, normalise_patches
+from m3ae.model.streams import draw_base, stream
 from m3ae.registry import (FUSION, IMAGE_MASKING, ITM_NEGATIVES, OBJECTIVES, TEXT_ENCODERS, TEXT_MASKING,
                            VISION_ENCODERS)
+
+
+ImageMask = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # mask [B, N] bool, keep [B, K], ids_restore [B, N]
+TextMask = tuple[torch.Tensor, torch.Tensor]  # corrupted ids [B, T], labels [B, T] (IGNORE_INDEX where unmasked)
 
 
 @dataclass
@@ -58,25 +67,35 @@ class M3AE(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab: TextVocab):
         super().__init__()
         self.cfg, self.vocab = cfg, vocab
+        # Each part is initialised from its own random stream (m3ae.model.streams), so two
+        # settings with the same seed start their shared parts, and the fine-tuning head built
+        # after the model, from the same weights.
+        base = draw_base()
         # --- encoders
-        self.vision_encoder = VISION_ENCODERS.get(cfg.vision.encoder)(cfg.vision)
-        self.text_encoder = TEXT_ENCODERS.get(cfg.text.kind)(cfg.text, vocab)
+        with stream(base, "vision_encoder"):
+            self.vision_encoder = VISION_ENCODERS.get(cfg.vision.encoder)(cfg.vision)
+        with stream(base, "text_encoder"):
+            self.text_encoder = TEXT_ENCODERS.get(cfg.text.kind)(cfg.text, vocab)
         self.patch_size = cfg.vision.patch_size
         self.grid_size = self.vision_encoder.grid_size
         # --- fusion and pooled output
-        self.fusion = FUSION.get(cfg.fusion.name)(cfg.fusion, self.vision_encoder.width, self.text_encoder.width)
+        with stream(base, "fusion"):
+            self.fusion = FUSION.get(cfg.fusion.name)(cfg.fusion, self.vision_encoder.width, self.text_encoder.width)
+            self.fusion.apply(init_weights)
         self.hidden_size: int = self.fusion.hidden_size
-        self.text_pooler = Pooler(self.hidden_size)
-        self.image_pooler = Pooler(self.hidden_size)
-        self.itm_head = ITMHead(2 * self.hidden_size)  # built even without ITM: retrieval re-uses it
+        with stream(base, "poolers"):
+            self.text_pooler = Pooler(self.hidden_size).apply(init_weights)
+            self.image_pooler = Pooler(self.hidden_size).apply(init_weights)
+        with stream(base, "itm_head"):
+            self.itm_head = ITMHead(2 * self.hidden_size).apply(init_weights)  # built even without ITM: retrieval re-uses it
         # --- objectives (their decoders are the "heads" of pre-training)
-        self.objectives = nn.ModuleDict({
-            name: OBJECTIVES.get(name)(cfg, self.hidden_size, vocab, self.grid_size, self.patch_size)
-            for name in ("mim", "mlm", "itm") if getattr(cfg, name).enabled
-        })
+        self.objectives = nn.ModuleDict()
+        for name in ("mim", "mlm", "itm"):
+            if getattr(cfg, name).enabled:
+                with stream(base, f"objective.{name}"):
+                    objective = OBJECTIVES.get(name)(cfg, self.hidden_size, vocab, self.grid_size, self.patch_size)
+                    self.objectives[name] = objective.apply(init_weights)
         self.loss_weights = {f"{name}_loss": getattr(cfg, name).weight for name in self.objectives}
-        for module in (self.fusion, self.text_pooler, self.image_pooler, self.itm_head, self.objectives):
-            module.apply(init_weights)
 
     # ------------------------------------------------------------------ encoders and fusion
 
@@ -107,28 +126,48 @@ class M3AE(nn.Module):
 
     # ------------------------------------------------------------------ objectives
 
-    def forward_mim(self, images: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor
-                    ) -> tuple[LossOutput, torch.Tensor]:
-        """Mask patches, encode the visible ones, fuse with the full text up to
-        `mim.recon_layer`, reconstruct. -> (loss output, mask [B, N] bool)."""
+    def mask_image(self, images: torch.Tensor) -> ImageMask:
+        """-> mask [B, N] bool (True = hidden), keep [B, K] visible indices, ids_restore [B, N]."""
         cfg = self.cfg.mim
         mask = IMAGE_MASKING.get(cfg.masking)(images.shape[0], self.grid_size, cfg.mask_ratio, images.device)
-        keep, ids_restore = visible_indices(mask)
-        layer = self._layer(cfg.recon_layer)
-        states = self.fuse(self.encode_image(images, keep), text_tokens, attention_mask, layer, streams="image")
-        out = self.objectives["mim"](states.image[layer], ids_restore, patchify(images, self.patch_size), mask)
-        return out, mask
+        return (mask, *visible_indices(mask))
 
-    def forward_mlm(self, image_tokens: torch.Tensor, batch: Batch) -> LossOutput:
-        """Mask words, 80/10/10-corrupt them, fuse with the full image up to `mlm.recon_layer`, predict."""
+    def mask_text(self, batch: Batch) -> TextMask:
+        """Mask words and 80/10/10-corrupt them -> (corrupted ids [B, T], labels [B, T])."""
         cfg = self.cfg.mlm
         mask = TEXT_MASKING.get(cfg.masking)(batch.input_ids, batch.attention_mask, batch.word_ids,
                                              self.vocab, cfg.mask_ratio)
-        corrupted, labels = corrupt_tokens(batch.input_ids, mask, self.vocab)
-        layer = self._layer(cfg.recon_layer)
+        return corrupt_tokens(batch.input_ids, mask, self.vocab)
+
+    def forward_mim(self, images: torch.Tensor, image_mask: ImageMask, text_tokens: torch.Tensor,
+                    attention_mask: torch.Tensor) -> LossOutput:
+        """Encode the visible patches, fuse with the full text up to `mim.recon_layer`, reconstruct."""
+        mask, keep, ids_restore = image_mask
+        layer = self._layer(self.cfg.mim.recon_layer)
+        states = self.fuse(self.encode_image(images, keep), text_tokens, attention_mask, layer, streams="image")
+        return self.objectives["mim"](states.image[layer], ids_restore, patchify(images, self.patch_size), mask)
+
+    def forward_mlm(self, image_tokens: torch.Tensor, batch: Batch, text_mask: TextMask) -> LossOutput:
+        """Encode the corrupted text, fuse with the full image up to `mlm.recon_layer`, predict the masked words."""
+        corrupted, labels = text_mask
+        layer = self._layer(self.cfg.mlm.recon_layer)
         text_tokens = self.encode_text(corrupted, batch.attention_mask)
         states = self.fuse(image_tokens, text_tokens, batch.attention_mask, layer, streams="text")
         return self.objectives["mlm"](states.text[layer], batch.attention_mask, labels)
+
+    def forward_joint(self, batch: Batch, image_mask: ImageMask, text_mask: TextMask
+                      ) -> tuple[LossOutput, LossOutput]:
+        """`model.passes=joint`: the masked image and the masked text in one fusion pass; MIM
+        reads its image stream at `mim.recon_layer`, MLM its text stream at `mlm.recon_layer`.
+        One pass instead of two (each objective then sees the other modality masked)."""
+        (mask, keep, ids_restore), (corrupted, labels) = image_mask, text_mask
+        mim_layer, mlm_layer = self._layer(self.cfg.mim.recon_layer), self._layer(self.cfg.mlm.recon_layer)
+        streams = "both" if mim_layer == mlm_layer else ("image" if mim_layer > mlm_layer else "text")
+        states = self.fuse(self.encode_image(batch.images, keep), self.encode_text(corrupted, batch.attention_mask),
+                           batch.attention_mask, max(mim_layer, mlm_layer), streams)
+        patches = patchify(batch.images, self.patch_size)
+        return (self.objectives["mim"](states.image[mim_layer], ids_restore, patches, mask),
+                self.objectives["mlm"](states.text[mlm_layer], batch.attention_mask, labels))
 
     def forward_itm(self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, input_ids: torch.Tensor,
                     attention_mask: torch.Tensor, image_ids: torch.Tensor | None) -> LossOutput:
@@ -147,25 +186,44 @@ class M3AE(nn.Module):
     def forward(self, batch: Batch) -> M3AEOutput:
         """A pre-training step on a batch: the enabled objectives and their weighted sum."""
         enabled = self.objectives
-        full_image = self.encode_image(batch.images) if ("mlm" in enabled or "itm" in enabled) else None
-        full_text = (self.encode_text(batch.input_ids, batch.attention_mask)
-                     if ("mim" in enabled or "itm" in enabled) else None)
-        outputs: dict[str, LossOutput] = {}
-        mim_mask = None
+        # Each objective draws its masks, negatives and dropout from its own stream
+        # (m3ae.model.streams): the same seed gives the same image masks whatever the text side
+        # does and the other way round, and the same masks with separate or joint passes.
+        base, device = draw_base(), batch.images.device
+        image_mask = text_mask = None
         if "mim" in enabled:
-            outputs["mim"], mim_mask = self.forward_mim(batch.images, full_text, batch.attention_mask)
+            with stream(base, "mim.mask", device):
+                image_mask = self.mask_image(batch.images)
         if "mlm" in enabled:
-            outputs["mlm"] = self.forward_mlm(full_image, batch)
+            with stream(base, "mlm.mask", device):
+                text_mask = self.mask_text(batch)
+        joint = self.cfg.passes == "joint" and image_mask is not None and text_mask is not None
+        with stream(base, "encode", device):
+            full_image = (self.encode_image(batch.images)
+                          if "itm" in enabled or ("mlm" in enabled and not joint) else None)
+            full_text = (self.encode_text(batch.input_ids, batch.attention_mask)
+                         if "itm" in enabled or ("mim" in enabled and not joint) else None)
+        outputs: dict[str, LossOutput] = {}
+        if joint:
+            with stream(base, "joint", device):
+                outputs["mim"], outputs["mlm"] = self.forward_joint(batch, image_mask, text_mask)
+        if "mim" in enabled and not joint:
+            with stream(base, "mim", device):
+                outputs["mim"] = self.forward_mim(batch.images, image_mask, full_text, batch.attention_mask)
+        if "mlm" in enabled and not joint:
+            with stream(base, "mlm", device):
+                outputs["mlm"] = self.forward_mlm(full_image, batch, text_mask)
         if "itm" in enabled:
-            outputs["itm"] = self.forward_itm(full_image, full_text, batch.input_ids, batch.attention_mask,
-                                              batch.image_ids)
+            with stream(base, "itm", device):
+                outputs["itm"] = self.forward_itm(full_image, full_text, batch.input_ids, batch.attention_mask,
+                                                  batch.image_ids)
         losses = {f"{name}_loss": out.loss for name, out in outputs.items()}
         metrics = {k: v for out in outputs.values() for k, v in out.metrics.items()}
         total = sum(self.loss_weights[name] * loss for name, loss in losses.items())
         mim = outputs.get("mim")
         return M3AEOutput(total, losses, metrics,
                           mim_pred=None if mim is None else mim.pred.detach(),
-                          mim_mask=None if mim_mask is None else mim_mask.float())
+                          mim_mask=None if image_mask is None else image_mask[0].float())
 
     # ------------------------------------------------------------------ pictures and optimiser groups
 
@@ -178,8 +236,10 @@ class M3AE(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            image_mask = self.mask_image(batch.images)
             text = self.encode_text(batch.input_ids, batch.attention_mask)
-            out, mask = self.forward_mim(batch.images, text, batch.attention_mask)
+            out = self.forward_mim(batch.images, image_mask, text, batch.attention_mask)
+            mask = image_mask[0]
         finally:
             self.train(was_training)
         patches = patchify(batch.images, self.patch_size)

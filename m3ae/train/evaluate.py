@@ -61,3 +61,72 @@ def save_reconstructions(model, val_set, cfg, path: Path, n: int = N_PICTURES) -
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, path, nrow=len(original), padding=2, pad_value=1.0)
     return path
+
+
+class SplitEncoder:
+    """Pooled fused features of a split's examples, each distinct image and each distinct text
+    through its unimodal encoder once (a VQA split has ~15 questions per image, and the
+    questions come from templates); only the fusion stack and the poolers run per example.
+    The same numbers as `model.encode(...).pooled` per batch, to float tolerance.
+
+        encoder = SplitEncoder(model)
+        for batch in batches: encoder.add(batch)
+        pooled = encoder.pooled()  # [E, 2D], in the order the examples were added
+    """
+
+    def __init__(self, model, chunk: int = 256):
+        self.model, self.chunk = model, chunk
+        self.images: list[torch.Tensor] = []  # [i, 1+N, Dv] per add
+        self.texts: list[torch.Tensor] = []  # [t, T, Dt] per add
+        self.masks: list[torch.Tensor] = []  # [t, T] per add
+        self.image_row: list[int] = []  # each example's row in the image encodings
+        self.text_row: list[int] = []  # each example's row in the text encodings
+        self._image_rows: dict[int, int] = {}  # image id -> row
+        self._text_rows: dict[bytes, int] = {}  # a text's token ids -> row
+
+    def add(self, batch) -> None:
+        image_ids = (batch.image_ids if batch.image_ids is not None else
+                     torch.arange(len(self.image_row), len(self.image_row) + len(batch)))
+        new_images = self._rows(image_ids.tolist(), self._image_rows, self.image_row)
+        if new_images:
+            self.images.append(self.model.encode_image(batch.images[new_images]))
+        lengths = batch.attention_mask.sum(dim=1).tolist()  # the key is a text's tokens, not its batch's padding
+        keys = [row[:n].numpy().tobytes() for row, n in zip(batch.input_ids.cpu(), lengths)]
+        new_texts = self._rows(keys, self._text_rows, self.text_row)
+        if new_texts:
+            ids, mask = batch.input_ids[new_texts], batch.attention_mask[new_texts]
+            self.texts.append(self.model.encode_text(ids, mask))
+            self.masks.append(mask)
+
+    @staticmethod
+    def _rows(keys: list, rows: dict, example_rows: list[int]) -> list[int]:
+        """Record each key's row (new keys get the next rows); returns positions of the new keys."""
+        new = []
+        for position, key in enumerate(keys):
+            if key not in rows:
+                rows[key] = len(rows)
+                new.append(position)
+            example_rows.append(rows[key])
+        return new
+
+    def pooled(self) -> torch.Tensor:
+        """[E, 2D]: fusion + poolers per example, `chunk` examples at a time, in the order added."""
+        length = max(t.shape[1] for t in self.texts)  # batches are padded to their own longest text
+        texts = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in self.texts])
+        masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in self.masks])
+        images = torch.cat(self.images)
+        image_row = torch.tensor(self.image_row, device=images.device)
+        text_row = torch.tensor(self.text_row, device=images.device)
+        # chunks of texts of similar length, each cut to its longest text (padding is right-aligned
+        # and masked out): questions are ~16 tokens, a few reach max_length
+        order = masks.sum(dim=1)[text_row].argsort()
+        pooled = None
+        for start in range(0, len(order), self.chunk):
+            rows = order[start:start + self.chunk]
+            i, t = image_row[rows], text_row[rows]
+            real = int(masks[t].sum(dim=1).max())
+            out = self.model.pool(self.model.fuse(images[i], texts[t, :real], masks[t, :real]))
+            if pooled is None:
+                pooled = out.new_empty(len(order), out.shape[1])
+            pooled[rows] = out
+        return pooled

@@ -34,6 +34,7 @@ class FinetuneResult:
     metrics: dict  # test-split metrics with bare names (overall_acc, acc, ir_r1, ...)
     seconds: float  # wall time of training + evaluation
     flops: float  # training FLOPs: counted on one step x steps
+    eval_seconds: float = 0.0  # of `seconds`, evaluation (validation passes and the test pass)
     val_metrics: dict | None = None  # the selected epoch's validation metrics
     best_epoch: int = 0
     model: torch.nn.Module | None = field(default=None, repr=False)  # the scored TaskModel, with keep_model=True
@@ -93,6 +94,7 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     parallel.seed(cfg.seed, 0)
     step, flops_per_step = 0, 0
     best, best_state, best_val, best_epoch = None, None, None, 0
+    eval_seconds = 0.0
     with Progress(fcfg.epochs * steps_per_epoch, task, enabled=None if parallel.is_main else False) as bar:
         for epoch in range(1, fcfg.epochs + 1):
             for batch in loader_for(epoch):  # global batches; this process trains on its shard of each
@@ -111,20 +113,25 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
                 callbacks.on_step(task, step, metrics)
                 bar.update(1, loss=loss)
             if epoch % fcfg.eval_every_epochs == 0 or epoch == fcfg.epochs:
+                eval_start = time.perf_counter()
                 val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
+                eval_seconds += time.perf_counter() - eval_start
                 callbacks.on_eval(task, step, {f"val_{k}": v for k, v in val.items()})
                 if spec.better(val[spec.headline], best):
                     best, best_val, best_epoch = val[spec.headline], val, epoch
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
+    eval_start = time.perf_counter()
     test = _evaluate(spec, net, splits["test"], cfg)
+    eval_seconds += time.perf_counter() - eval_start
     seconds = time.perf_counter() - start
     result = FinetuneResult(metrics=test, seconds=seconds, flops=float(flops_per_step) * step,
+                            eval_seconds=eval_seconds,
                             val_metrics=best_val, best_epoch=best_epoch, model=net if keep_model else None)
     path = out_dir / "metrics.json"
     if parallel.is_main:
         path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
-                                    "seconds": seconds, "flops": result.flops,
+                                    "seconds": seconds, "eval_seconds": eval_seconds, "flops": result.flops,
                                     "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
     callbacks.on_artifact(task, path)
     callbacks.on_end(task, test)
@@ -147,5 +154,5 @@ def _train_step(spec, loss_of, optimizer, scheduler, batch, fcfg, step: int) -> 
 
 def _evaluate(spec, net, dataset, cfg) -> dict[str, float]:
     net.eval()
-    with autocast(cfg.finetune.precision, next(net.parameters()).device.type):
+    with torch.inference_mode(), autocast(cfg.finetune.precision, next(net.parameters()).device.type):
         return spec.evaluate(net.backbone, net.head, dataset, cfg)

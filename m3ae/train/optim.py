@@ -58,8 +58,11 @@ def param_groups(roles: Mapping[str, Iterable[nn.Parameter]], cfg,
 
 def build_optimizer(roles: Mapping[str, Iterable[nn.Parameter]], cfg,
                     all_params: Iterable[nn.Parameter] | None = None) -> torch.optim.AdamW:
-    """AdamW (betas and eps of the paper's code) over `param_groups`."""
-    return torch.optim.AdamW(param_groups(roles, cfg, all_params), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    """AdamW (betas and eps of the paper's code) over `param_groups`; the fused kernel where the
+    device has one (a few times faster than the per-tensor loop on CPU)."""
+    groups = param_groups(roles, cfg, all_params)
+    fused = all(p.device.type in ("cpu", "cuda") for group in groups for p in group["params"])
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8, fused=fused)
 
 
 def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float) -> float:

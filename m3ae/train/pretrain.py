@@ -21,7 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from m3ae.config import ConfigError, flatten, from_dict, pretrain_view
+from m3ae.config import ConfigError, flatten, from_dict
+from m3ae.keys import pretrain_view
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import (CheckpointMismatchError, flat_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
@@ -30,7 +31,7 @@ from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
 from m3ae.train.flops import count_flops
 from m3ae.train.optim import build_optimizer, clip_gradients
 from m3ae.train.progress import Progress
-from m3ae.train.runtime import autocast, check_finite, seed_everything
+from m3ae.train.runtime import autocast, check_finite, maybe_compile, seed_everything
 from m3ae.train.schedule import build_scheduler
 
 STAGE = "pretrain"
@@ -43,6 +44,7 @@ class PretrainResult:
     metrics: dict  # final validation numbers: val_loss, val_mim_loss, val_mlm_acc, ...
     seconds: float  # wall time of the training loop in this call
     flops: float  # training FLOPs: counted on one step x steps
+    eval_seconds: float = 0.0  # of `seconds`, validation, pictures and checkpoints
 
 
 class BatchStream:
@@ -120,13 +122,13 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
         set_rng_state(resumed["rng"])  # after the skip: batches and masks continue exactly
     parallel.agree(step, "the step to resume from")
     parallel.seed(cfg.seed, step)
-    forward = parallel.wrap(model)
+    forward = maybe_compile(parallel.wrap(model), cfg.compile)
     last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
 
     callbacks.on_stage_start(STAGE, last_step)
     metrics = dict(resumed.get("metrics", {})) if resumed else {}
     flops_per_step = resumed.get("flops_per_step", 0.0) if resumed else 0.0
-    start = time.perf_counter()
+    start, eval_seconds = time.perf_counter(), 0.0
     with Progress(last_step, STAGE, initial=step, enabled=None if parallel.is_main else False) as bar:
         while step < last_step:
             step += 1
@@ -147,16 +149,18 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
             callbacks.on_step(STAGE, step, logged)
             bar.update(1, loss=logged["loss"])
             if step == last_step or (pcfg.eval_every and step % pcfg.eval_every == 0):
+                eval_start = time.perf_counter()
                 metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks, parallel.is_main)
                 if parallel.is_main:  # the plain model's weights (no DDP prefix): loads in any run
                     save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer,
                                     scheduler=scheduler, metrics=metrics, stage=STAGE,
                                     flops_per_step=float(flops_per_step))
+                eval_seconds += time.perf_counter() - eval_start
     seconds = time.perf_counter() - start
     if step >= pcfg.steps:
         callbacks.on_end(STAGE, metrics)
     return PretrainResult(checkpoint=ckpt_path, metrics=metrics, seconds=seconds,
-                          flops=float(flops_per_step) * pcfg.steps)
+                          flops=float(flops_per_step) * pcfg.steps, eval_seconds=eval_seconds)
 
 
 def _check_same_run(state: dict, cfg, path: Path) -> None:

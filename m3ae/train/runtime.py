@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +37,22 @@ def autocast(precision: str, device_type: str = "cpu"):
     if precision == "bf16":
         return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def maybe_compile(module: torch.nn.Module, enabled: bool, backend: str | object = "inductor"):
+    """`torch.compile(module)` when `enabled` and this Python / torch can compile; else the module
+    itself, with a warning saying why. A graph that fails to compile at its first call runs
+    eagerly instead (dynamo's suppress_errors), so the switch never stops a run."""
+    if not enabled:
+        return module
+    import torch._dynamo
+
+    if not torch._dynamo.is_dynamo_supported():
+        warnings.warn("compile: torch.compile is not supported with this Python / torch; running eagerly",
+                      stacklevel=2)
+        return module
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(module, backend=backend)
 
 
 def check_finite(stage: str, step: int, loss: torch.Tensor, parts: dict[str, torch.Tensor] | None = None) -> None:

@@ -62,7 +62,20 @@ def _eval_batches(dataset, cfg, model):
     from m3ae.data import make_loader
     from m3ae.train.runtime import on_model_device
 
-    return on_model_device(make_loader(dataset, cfg.finetune.batch_size, train=False, cfg=cfg, seed=cfg.seed), model)
+    loader = make_loader(dataset, cfg.finetune.eval_batch_size, train=False, cfg=cfg, seed=cfg.seed)
+    return on_model_device(loader, model)
+
+
+def _pooled_split(model, dataset, cfg, keep) -> torch.Tensor:
+    """Pooled features [E, 2D] of a whole split, each image and question encoded once
+    (m3ae.train.evaluate.SplitEncoder); `keep(batch)` sees every batch (to collect targets)."""
+    from m3ae.train.evaluate import SplitEncoder
+
+    encoder = SplitEncoder(model, chunk=cfg.finetune.eval_batch_size)
+    for batch in _eval_batches(dataset, cfg, model):
+        encoder.add(batch)
+        keep(batch)
+    return encoder.pooled()
 
 
 @dataclass(frozen=True)
@@ -81,12 +94,9 @@ class VQATask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
-        logits, targets, types = [], [], []
-        for batch in _eval_batches(dataset, cfg, model):
-            logits.append(head(_pooled(model, batch)).float())
-            targets.append(batch.labels)
-            types.append(batch.answer_types)
-        return vqa_accuracy(torch.cat(logits), torch.cat(targets), torch.cat(types))
+        targets, types = [], []
+        pooled = _pooled_split(model, dataset, cfg, lambda b: (targets.append(b.labels), types.append(b.answer_types)))
+        return vqa_accuracy(head(pooled).float(), torch.cat(targets), torch.cat(types))
 
 
 @dataclass(frozen=True)
@@ -103,11 +113,9 @@ class ClassificationTask(Task):
 
     @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
-        logits, labels = [], []
-        for batch in _eval_batches(dataset, cfg, model):
-            logits.append(head(_pooled(model, batch)).float())
-            labels.append(batch.labels)
-        return classification_metrics(torch.cat(logits), torch.cat(labels))
+        labels = []
+        pooled = _pooled_split(model, dataset, cfg, lambda b: labels.append(b.labels))
+        return classification_metrics(head(pooled).float(), torch.cat(labels))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,48 @@
+"""Cache keys of a config: what makes two pre-trainings, or two trials, the same.
+
+    pretrain_key(cfg)   a hash of `pretrain_view(cfg)`: trials with equal keys share one pre-training
+    trial_id(cfg)       a hash of the whole resolved config, thread counts, compile and evaluation batch size left out
+
+Both are stable across processes and runs (`m3ae.config.config_hash`), so a study
+expands to the same ids every time and a re-run skips what is done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from m3ae.config import SYNTH_TASK_FIELDS, Config, config_hash, to_dict
+
+# data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
+# (the tokenizer is trained on the pre-training corpus alone)
+NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIELDS.items()
+                                         if task != "synth_pairs" for name in names))
+
+
+def pretrain_view(cfg: Config) -> dict[str, Any]:
+    """Only the settings that change what pre-training produces: the key of the
+    pre-train cache. Fine-tuning settings and thread counts are left out."""
+    from m3ae.data.synthmed.tasks import GENERATOR_VERSION
+    from m3ae.data.tokenizer import TOKENIZER_VERSION
+    from m3ae.model.streams import STREAMS_VERSION
+
+    data = to_dict(cfg)
+    return {"model": data["model"],
+            "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
+            "pretrain": data["pretrain"], "seed": data["seed"],
+            # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
+            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION,
+                         "streams": STREAMS_VERSION}}
+
+
+def pretrain_key(cfg: Config) -> str:
+    return config_hash(pretrain_view(cfg))
+
+
+def trial_id(cfg: Config) -> str:
+    data = to_dict(cfg)
+    data.pop("threads")  # how fast, not what: the same trial
+    data.pop("compile")
+    data["data"].pop("num_workers")
+    data["finetune"].pop("eval_batch_size")
+    return config_hash(data)
