@@ -152,15 +152,21 @@ def from_decisions(decisions: Sequence[Mapping], better: Mapping, worse: Mapping
         else:
             continue
         sign = (1 if same_way else -1) * (1 if mode == "max" else -1)
-        low, high = sorted((float(d["ci_low"]) * sign, float(d["ci_high"]) * sign))
+        low, high = _number(d.get("ci_low")) * sign, _number(d.get("ci_high")) * sign
+        low, high = (min(low, high), max(low, high)) if not math.isnan(low + high) else (math.nan, math.nan)
         raw = str(d.get("verdict"))
         if raw in ("better", "worse"):
             verdict = Verdict.AGREES if (raw == "better") == same_way else Verdict.DISAGREES
         else:
             verdict = Verdict.DISAGREES if raw == "equivalent" else Verdict.INCONCLUSIVE
-        return {"diff": float(d["diff"]) * sign, "ci_low": low, "ci_high": high, "verdict": verdict,
+        return {"diff": _number(d.get("diff")) * sign, "ci_low": low, "ci_high": high, "verdict": verdict,
                 "equivalent": raw == "equivalent"}
     return None
+
+
+def _number(value: object) -> float:
+    """A decisions.json number; null (too few seeds for an interval) is NaN."""
+    return math.nan if value is None else float(value)
 
 
 def _as_setting(value: object) -> dict:

@@ -83,6 +83,8 @@ def test_a_decision_from_an_adaptive_race_wins_over_the_trial_metrics():
     assert _one(trials, decisions=race).verdict is F.Verdict.DISAGREES
     race[0]["verdict"] = "undecided"
     assert _one(trials, decisions=race).verdict is F.Verdict.INCONCLUSIVE
+    race[0].update(ci_low=None, ci_high=None)  # too few seeds for an interval: decisions.json says null
+    assert math.isnan(_one(trials, decisions=race).ci_low)
 
 
 @pytest.fixture(scope="module")
