@@ -649,7 +649,8 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     data = study_spec.model_dump(exclude_defaults=True)
     data.pop("profile", None)  # always written: the best setting is only best at its profile
     data = {"name": data.pop("name"), "kind": "study", "profile": spec.profile, **data}
-    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {_value(m, v)}" for m, v in zip(spec.metric_names, t.values)))
+    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {_value(m, v)}"
+                                                  for m, v in zip(spec.metric_names, t.values)))
                for t in best]
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"
               + "".join(results) + "# Run it: ablate run <this file>\n")

@@ -83,7 +83,8 @@ def test_ablate_run_output_names_and_findings_on_a_smoke_study(tmp_path):
 
     listing = subprocess.run([*ABLATE, "list", "--workdir", str(workdir)], capture_output=True, text=True,
                              timeout=120, env=env).stdout
-    assert listing.splitlines()[0].split()[:2] == ["study", "profile"] and listing.splitlines()[2].split()[:2] == ["terminal", "smoke"]
+    lines = listing.splitlines()
+    assert lines[0].split()[:2] == ["study", "profile"] and lines[2].split()[:2] == ["terminal", "smoke"]
 
     findings = subprocess.run([*ABLATE, "findings", "terminal", "--workdir", str(workdir), "--out",
                                str(tmp_path / "f.md")], capture_output=True, text=True, timeout=120, env=env)
