@@ -298,6 +298,21 @@ def test_a_missing_postgres_driver_names_the_package_and_the_extra(monkeypatch):
 # --------------------------------------------------------------------------- start-up
 
 
+def test_the_metric_buffer_has_every_callback_hook():
+    """MetricBuffer is a training callback by its hooks, not a subclass (so `ablate list`, which
+    imports ablations.tracking, does not import torch): its hooks must keep Callback's signatures."""
+    import inspect
+
+    from ablations.tracking import MetricBuffer
+    from m3ae.train.callbacks import Callback
+
+    hooks = [name for name in vars(Callback) if name.startswith("on_")]
+    assert hooks
+    for name in hooks:
+        assert list(inspect.signature(getattr(MetricBuffer, name)).parameters) == \
+            list(inspect.signature(getattr(Callback, name)).parameters), name
+
+
 @pytest.mark.parametrize("argv", [["--help"], ["list"], ["run", "--help"]])
 def test_light_verbs_start_without_importing_torch(argv, tmp_path):
     code = ("import sys\nfrom ablations.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"

@@ -90,7 +90,7 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
                          f"in {len(train_set)} training examples")
     scheduler = build_scheduler(optimizer, fcfg, fcfg.epochs * steps_per_epoch)
 
-    callbacks.on_stage_start(task)
+    callbacks.on_stage_start(task, fcfg.epochs * steps_per_epoch)
     parallel.seed(cfg.seed, 0)
     step, flops_per_step = 0, 0
     best, best_state, best_val, best_epoch = None, None, None, 0

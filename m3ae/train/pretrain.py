@@ -125,7 +125,7 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
     forward = maybe_compile(parallel.wrap(model), cfg.compile)
     last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
 
-    callbacks.on_stage_start(STAGE)
+    callbacks.on_stage_start(STAGE, last_step)
     metrics = dict(resumed.get("metrics", {})) if resumed else {}
     flops_per_step = resumed.get("flops_per_step", 0.0) if resumed else 0.0
     start, eval_seconds = time.perf_counter(), 0.0
