@@ -56,6 +56,8 @@ CASES = [
          process=True),
     Case("fifo-report", ["report", "{dir}/fifo.yaml"], ["{dir}/fifo.yaml", "not a regular file"],
          process=True),
+    Case("fifo-findings", ["findings", "{dir}/fifo.yaml", "--tracking-uri", "sqlite:///{dir}/store.db"],
+         ["{dir}/fifo.yaml", "not a regular file"], process=True),
     Case("dev-zero-validate", ["validate", "/dev/zero"], ["/dev/zero", "not a regular file"],
          process=True),
     Case("dev-zero-search", ["search", "/dev/zero"], ["/dev/zero", "not a regular file"],
@@ -81,6 +83,8 @@ CASES = [
     Case("tracking-search", ["search", "{dir}/search.yaml", "--tracking-uri", f"http://{NOBODY}"],
          [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
     Case("tracking-report", ["report", "ff_study", "--tracking-uri", f"http://{NOBODY}"],
+         [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
+    Case("tracking-findings", ["findings", "--tracking-uri", f"http://{NOBODY}"],
          [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
     Case("tracking-list", ["list", "--tracking-uri", f"http://{NOBODY}"],
          [f"no MLflow tracking server at http://{NOBODY}"], seconds=30),
@@ -156,6 +160,7 @@ def inputs(tmp_path) -> Path:
     (folder / "deep.yaml").write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
     (folder / "tag.yaml").write_text('name: !!python/object/apply:os.system ["touch {}"]\n'.format(folder / "hacked"))
     (folder / "a_file").write_text("not a folder\n")
+    (folder / "store.db").write_bytes(b"")  # a store that exists (findings looks at its files first)
     return folder
 
 

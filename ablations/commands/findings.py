@@ -22,13 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ablations import tracking
     from ablations.cli import UsageError
-    from dashboards import findings, load
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists():
         raise UsageError(f"no MLflow store at {tracking.redact_uri(uri)}: run a study first, or pass --workdir / "
                          "--tracking-uri")
-    names = [_name(s) for s in args.studies] or _studies_with_reference(uri)
+    tracking.check_reachable(uri)  # a server that is down: one line in seconds, not minutes of retries
+    tracking.use_short_http_retries()
+    given = [_name(s) for s in args.studies]
+    from dashboards import findings, load  # plotly, pandas and MLflow: only once the input is known good
+
+    names = given or _studies_with_reference(uri)
     if not names:
         print(f"no study with a paper reference in {tracking.redact_uri(uri)}")
         return 0
@@ -53,14 +57,12 @@ def _name(argument: str) -> str:
     """A study name, or the `name` of a study file."""
     if not argument.endswith((".yaml", ".yml")):
         return argument
-    import yaml
-
     from ablations.cli import UsageError
+    from ablations.spec import _load_yaml, read_file
 
     path = Path(argument)
-    if not path.is_file():
-        raise FileNotFoundError(f"study file not found: {path}")
-    study = yaml.safe_load(path.read_text())
+    # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
+    study, _ = _load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name)")
     return study["name"]
