@@ -81,21 +81,32 @@ def say(text: str) -> None:
 # --------------------------------------------------------------------------- Ray
 
 
-def connect_ray(address: str | None) -> bool:
+def connect_ray(address: str | None, plugins=()) -> bool:
     """Join `address` / RAY_ADDRESS, or start a local Ray on this machine's cores.
-    Returns True when this call started the session (so we shut it down after)."""
+    Returns True when this call started the session (so we shut it down after).
+    `plugins`: plugin modules shipped with the job to every worker and checked on every node
+    (`ablations.plugins`); a node that cannot import them stops the study before any trial."""
     import ray
 
+    from ablations.plugins import check_nodes, py_modules
+
     if ray.is_initialized():
+        check_nodes(plugins)  # the caller's session: it must already carry them
         return False
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep our cwd; we use absolute paths anyway
-    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"},
+                   **({"py_modules": py_modules(plugins)} if plugins else {})}
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, runtime_env=runtime_env)
     else:
         # "local": a new Ray of our own, even when a `ray start` cluster on this machine is the latest one
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+    try:
+        check_nodes(plugins)
+    except BaseException:
+        ray.shutdown()
+        raise
     return True
 
 
@@ -362,7 +373,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
                    "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]
-            started = connect_ray(address)
+            started = connect_ray(address, spec.plugins)
             try:
                 errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
                                                      storage, seeds)

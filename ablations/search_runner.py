@@ -357,7 +357,8 @@ class Driver:
 
     def _trial(self, params: dict, seed: int) -> Trial:
         cfg = self.spec.config(params, seed)
-        return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers))
+        return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers),
+                     tuple(self.spec.plugins))
 
     def _finished_twin(self, key: str, number: int):
         """A complete or pruned trial of this study with the same resolved configs."""
@@ -533,7 +534,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     status = "FINISHED"
     started = False
     try:
-        started = connect_ray(address)
+        started = connect_ray(address, spec.plugins)
         with Heartbeat(storage, heartbeat_seconds) as heartbeat:
             driver = Driver(spec, study, storage_url, ctx, n_trials, _slots(spec, max_concurrent),
                             spec.timeout, heartbeat)

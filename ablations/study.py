@@ -14,6 +14,7 @@ from typing import Any
 from ablations.spec import SpecError, StudySpec
 from m3ae.config import Config, apply_overrides, from_dict, profile, to_dict
 from m3ae.keys import pretrain_key, trial_id
+from m3ae.plugins import load as load_plugins
 
 
 @dataclass(frozen=True)
@@ -23,16 +24,20 @@ class Trial:
     factors: dict[str, Any]  # {dotted path: value} of this trial's factor setting
     config: Config
     pretrain_key: str
+    plugins: tuple[str, ...] = ()  # the study's plugin modules: a worker imports them first
 
     def to_payload(self) -> dict:
         """A plain dict that crosses to a Ray worker."""
         return {"trial_id": self.trial_id, "seed": self.seed, "factors": self.factors,
-                "config": to_dict(self.config), "pretrain_key": self.pretrain_key}
+                "config": to_dict(self.config), "pretrain_key": self.pretrain_key, "plugins": list(self.plugins)}
 
     @classmethod
     def from_payload(cls, payload: dict) -> Trial:
+        """In a worker: the plugins are imported before the config that may name their components."""
+        plugins = tuple(payload.get("plugins", ()))
+        load_plugins(plugins)
         return cls(payload["trial_id"], payload["seed"], dict(payload["factors"]),
-                   from_dict(payload["config"]), payload["pretrain_key"])
+                   from_dict(payload["config"]), payload["pretrain_key"], plugins)
 
 
 def trial_pretrain_key(cfg: Config, workers: int = 1) -> str:
@@ -51,7 +56,8 @@ def expand(spec: StudySpec, seeds: list[int] | range | None = None) -> list[Tria
     for combo in spec.combinations():
         for seed in (spec.initial_seeds if seeds is None else seeds):
             cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
-            trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers)))
+            trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers),
+                                tuple(spec.plugins)))
     ids = Counter(t.trial_id for t in trials)
     twins = [t.factors for t in trials if ids[t.trial_id] > 1]
     if twins:

@@ -11,7 +11,9 @@ decorator where it is defined; config selects it by name:
 
 An unknown name raises `UnknownComponentError` listing the valid names and the
 closest one. Modules that register components are imported by `ensure_loaded()`
-so that `names()` is complete no matter what the caller imported first.
+so that `names()` is complete no matter what the caller imported first; a name
+that no built-in provides first loads the plugins installed under the
+`m3ae.components` entry point group (`m3ae.plugins`), as catalogue does.
 """
 
 from __future__ import annotations
@@ -59,23 +61,32 @@ class Registry(Generic[F]):
         return decorator
 
     def get(self, name: str) -> F:
-        ensure_loaded()
-        try:
-            return self._factories[name]
-        except KeyError:
-            raise UnknownComponentError(self.unknown_message(name)) from None
+        if name not in self:
+            raise UnknownComponentError(self.unknown_message(name))
+        return self._factories[name]
+
+    def origin(self, name: str) -> str | None:
+        """The module that defines a registered component (None: not registered)."""
+        if name not in self:
+            return None
+        factory = self._factories[name]
+        return getattr(factory, "__module__", None) or type(factory).__module__
 
     def unknown_message(self, name: str) -> str:
-        hint = closest(name, self._factories)
+        names = self.names()  # plugins included
+        hint = closest(name, names)
         suggestion = f"; did you mean {hint!r}?" if hint else ""
-        return f"unknown {self.kind} {name!r}: expected one of {self.names()}{suggestion}"
+        return f"unknown {self.kind} {name!r}: expected one of {names}{suggestion}"
 
     def names(self) -> list[str]:
         ensure_loaded()
+        _load_plugins()
         return sorted(self._factories)
 
     def __contains__(self, name: str) -> bool:
         ensure_loaded()
+        if name not in self._factories:
+            _load_plugins()  # an installed plugin may provide it
         return name in self._factories
 
     def __repr__(self) -> str:
@@ -93,6 +104,17 @@ def ensure_loaded() -> None:
     _loaded = True
     for module in _COMPONENT_MODULES:
         importlib.import_module(module)
+
+
+def _load_plugins() -> None:
+    from m3ae.plugins import load_entry_points
+
+    load_entry_points()
+
+
+def all_registries() -> list[Registry]:
+    """Every component registry of this module."""
+    return [value for value in globals().values() if isinstance(value, Registry)]
 
 
 # The component kinds. Each is filled by the module named in the comment.
