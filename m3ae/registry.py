@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from typing import Callable, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -50,12 +51,19 @@ class Registry(Generic[F]):
     def __init__(self, kind: str):
         self.kind = kind
         self._factories: dict[str, F] = {}
+        self._origins: dict[str, str | None] = {}  # name -> the module that registered it
 
     def register(self, name: str) -> Callable[[F], F]:
+        # who registers it and where the factory is defined: a plugin may register a built-in
+        # function under a new name, or its own factory through a helper of ours
+        modules = [sys._getframe(1).f_globals.get("__name__")]
+
         def decorator(factory: F) -> F:
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
+            found = [m for m in (*modules, getattr(factory, "__module__", None)) if m]
+            self._origins[name] = next((m for m in found if m.split(".")[0] != "m3ae"), found[0] if found else None)
             return factory
 
         return decorator
@@ -66,11 +74,8 @@ class Registry(Generic[F]):
         return self._factories[name]
 
     def origin(self, name: str) -> str | None:
-        """The module that defines a registered component (None: not registered)."""
-        if name not in self:
-            return None
-        factory = self._factories[name]
-        return getattr(factory, "__module__", None) or type(factory).__module__
+        """The module that registered a component (None: not registered)."""
+        return self._origins.get(name) if name in self else None
 
     def unknown_message(self, name: str) -> str:
         names = self.names()  # plugins included
