@@ -31,11 +31,14 @@ def _probe(names: list[str]) -> dict:
     """On a node: import the plugins and report each one's identity, or the error."""
     import socket
 
-    try:
-        plugins.load(names)
-        return {"host": socket.gethostname(), "hashes": {n: plugins.file_hash(n) for n in names}}
-    except Exception as error:  # noqa: BLE001 - reported to the driver by node
-        return {"host": socket.gethostname(), "error": f"{type(error).__name__}: {error}"}
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - reported to the driver by node
+            return {"host": socket.gethostname(), "error": f"cannot import {name!r}: {type(error).__name__}: {error}"}
+    return {"host": socket.gethostname(), "hashes": {n: plugins.file_hash(n) for n in names}}
 
 
 def check_nodes(names) -> None:
@@ -61,5 +64,7 @@ def check_nodes(names) -> None:
                 problems.append(f"node {found['host']}: plugin {name!r} imports other files ({value}) than the "
                                 f"driver's ({expected[name]})")
     if problems:
-        raise PluginError("the plugins do not import the same on every Ray node, so no trial was started:\n  "
+        raise PluginError(f"the plugins {names} must import the same on every Ray node, so no trial was started "
+                          "(ablate ships a plugin that only the driver sees with the Ray job it starts or joins; "
+                          "a Ray session started before, or a node with its own copy, does not get it):\n  "
                           + "\n  ".join(problems))

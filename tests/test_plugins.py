@@ -6,6 +6,7 @@ what a test registered so later tests see only the built-ins.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -124,6 +125,19 @@ def test_a_search_file_takes_plugins_too(tmp_path, forget, capsys):
     assert spec.fingerprint() != spec.model_copy(update={"plugins": []}).fingerprint()
 
 
+def test_ablate_train_takes_a_plugin_from_the_current_folder(tmp_path_factory, tmp_path, forget, monkeypatch, capsys):
+    write_plugin(tmp_path, "twin_masking", "twin")
+    monkeypatch.chdir(tmp_path)
+    workdir = tmp_path_factory.getbasetemp() / "ablate-train"  # test_train_cli.py's: the data cache is shared
+    code = main(["train", "--profile", "smoke", "--workdir", str(workdir), "--run-name", "plugged", "--plugin",
+                 "twin_masking", "--set", "model.mim.masking=twin", "--set", "finetune.epochs=1", "--tasks", "synth_cls"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((workdir / "train" / "plugged" / "metrics.json").read_text())
+    assert summary["plugins"] == {"twin_masking": plugins.identity("twin_masking")}
+    assert main(["train", "--profile", "smoke", "--workdir", str(tmp_path / "w"), "--plugin", "no_such_plugin_x"]) == 2
+    assert "plugin 'no_such_plugin_x'" in capsys.readouterr().err and not (tmp_path / "w").exists()
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -167,11 +181,13 @@ from m3ae import plugins
 from m3ae.config import apply_overrides, profile
 from m3ae.keys import pretrain_key, trial_id
 plugins.load(["twin_masking"], [sys.argv[1]])
-cfg = apply_overrides(profile("smoke"), {"model.mim.masking": sys.argv[2]})
-print(pretrain_key(cfg), trial_id(cfg))
+for masking in ("twin", "random"):
+    cfg = apply_overrides(profile("smoke"), {"model.mim.masking": masking})
+    print(pretrain_key(cfg), trial_id(cfg))
 """
 
 
+@pytest.mark.slow
 def test_two_implementations_under_one_name_never_share_a_pretraining(tmp_path):
     """Two folders hold a `twin_masking` registering `twin` with different code: separate processes
     (as two studies would be) get different keys for `twin`, and the built-ins keep theirs."""
@@ -179,17 +195,16 @@ def test_two_implementations_under_one_name_never_share_a_pretraining(tmp_path):
     write_plugin(tmp_path / "b", "twin_masking", "twin", body="lambda *a, **k: random_image_mask(*a, **k)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-    def keys(folder: str, masking: str) -> list[str]:
-        out = subprocess.run([PYTHON, "-c", KEYS, str(tmp_path / folder), masking], env=env, capture_output=True,
+    def keys(folder: str) -> list[list[str]]:
+        out = subprocess.run([PYTHON, "-c", KEYS, str(tmp_path / folder)], env=env, capture_output=True,
                              text=True, timeout=120, cwd=tmp_path)
         assert out.returncode == 0, out.stderr
-        return out.stdout.split()
+        return [line.split() for line in out.stdout.splitlines()]
 
-    a, b = keys("a", "twin"), keys("b", "twin")
-    assert a[0] != b[0] and a[1] != b[1]
-    assert keys("a", "twin") == a  # stable
+    (twin_a, random_a), (twin_b, random_b) = keys("a"), keys("b")
+    assert twin_a[0] != twin_b[0] and twin_a[1] != twin_b[1]
     builtin = profile("smoke")
-    assert keys("b", "random") == [pretrain_key(builtin), trial_id(builtin)]
+    assert random_a == random_b == [pretrain_key(builtin), trial_id(builtin)]
 
 
 # --------------------------------------------------------------------------- Ray workers
