@@ -29,9 +29,8 @@ def py_modules(names) -> list[str]:
 
 def _probe(names: list[str]) -> dict:
     """On a node: import the plugins and report each one's identity, or the error."""
-    import socket
-
     import importlib
+    import socket
 
     for name in names:
         try:

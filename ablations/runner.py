@@ -373,7 +373,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
                    "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]
-            started = connect_ray(address, spec.plugins)
+            started = connect_ray(address, list(dict.fromkeys(m for t in todo for m in t.plugins)))
             try:
                 errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
                                                      storage, seeds)

@@ -49,7 +49,7 @@ from ablations import tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
-from ablations.spec import SpecError
+from ablations.spec import SpecError, plugin_modules
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
 from m3ae.config import ConfigError
 from m3ae.keys import trial_id
@@ -358,7 +358,7 @@ class Driver:
     def _trial(self, params: dict, seed: int) -> Trial:
         cfg = self.spec.config(params, seed)
         return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers),
-                     tuple(self.spec.plugins))
+                     plugin_modules(self.spec))
 
     def _finished_twin(self, key: str, number: int):
         """A complete or pruned trial of this study with the same resolved configs."""
@@ -534,7 +534,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
     status = "FINISHED"
     started = False
     try:
-        started = connect_ray(address, spec.plugins)
+        started = connect_ray(address, plugin_modules(spec))
         with Heartbeat(storage, heartbeat_seconds) as heartbeat:
             driver = Driver(spec, study, storage_url, ctx, n_trials, _slots(spec, max_concurrent),
                             spec.timeout, heartbeat)

@@ -389,6 +389,17 @@ def load_plugins(names: list[str], source: str, problems: _Problems) -> None:
             problems.add(("plugins", i), str(error))
 
 
+def plugin_modules(spec) -> tuple[str, ...]:
+    """Every plugin module a study's or search's trials need: its `plugins:`, then the modules
+    that registered the components it names (installed entry-point plugins included), so
+    workers import them and Ray ships them."""
+    from m3ae.plugins import modules_named
+
+    values = [spec.base, getattr(spec, "factors", {}), getattr(spec, "space", {}), getattr(spec, "enqueue", []),
+              spec.data.model_dump(), spec.tasks]
+    return tuple(dict.fromkeys([*spec.plugins, *modules_named(values)]))
+
+
 # --------------------------------------------------------------------------- semantic checks
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ablations.spec import SpecError, StudySpec
+from ablations.spec import SpecError, StudySpec, plugin_modules
 from m3ae.config import Config, apply_overrides, from_dict, profile, to_dict
 from m3ae.keys import pretrain_key, trial_id
 from m3ae.plugins import load as load_plugins
@@ -24,7 +24,7 @@ class Trial:
     factors: dict[str, Any]  # {dotted path: value} of this trial's factor setting
     config: Config
     pretrain_key: str
-    plugins: tuple[str, ...] = ()  # the study's plugin modules: a worker imports them first
+    plugins: tuple[str, ...] = ()  # the study's plugin modules (ablations.spec.plugin_modules): a worker imports them first
 
     def to_payload(self) -> dict:
         """A plain dict that crosses to a Ray worker."""
@@ -52,12 +52,13 @@ def expand(spec: StudySpec, seeds: list[int] | range | None = None) -> list[Tria
     default: the study's fixed seeds, or adaptive seeds' first round (0..start-1)."""
     base_cfg = profile(spec.profile)
     fixed = spec.fixed_overrides()
+    modules = plugin_modules(spec)
     trials = []
     for combo in spec.combinations():
         for seed in (spec.initial_seeds if seeds is None else seeds):
             cfg = apply_overrides(base_cfg, {**fixed, **combo, "seed": seed})
             trials.append(Trial(trial_id(cfg), seed, combo, cfg, trial_pretrain_key(cfg, spec.resources.workers),
-                                tuple(spec.plugins)))
+                                modules))
     ids = Counter(t.trial_id for t in trials)
     twins = [t.factors for t in trials if ids[t.trial_id] > 1]
     if twins:

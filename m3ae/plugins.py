@@ -131,22 +131,27 @@ def file_hash(module_name: str) -> str:
 
 def used_by(view) -> dict[str, str]:
     """{top-level module: identity} of the plugin code behind the component names in a config
-    (or a part of one, e.g. the pre-train view): every string value that names a registered
-    component not defined in m3ae."""
+    (or a part of one, e.g. the pre-train view)."""
+    return {top: identity(top) for top in sorted({m.split(".")[0] for m in modules_named(view)})}
+
+
+def modules_named(view) -> list[str]:
+    """The modules outside m3ae that registered the components a config, or any nested
+    structure of values (a study's factors, a search's space), names: every string value
+    that is a registered name. Entry-point plugins a study uses are among them."""
     from m3ae import registry
 
     names = set()
     for value in _leaves(view):
         if isinstance(value, str):
             names.update(value.split("+"))  # data.pretrain joins datasets with "+"
-    found = {}
+    found = set()
     for reg in registry.all_registries():
         for name in names:
             origin = reg.origin(name)
-            top = origin.split(".")[0] if origin else None
-            if top and top != "m3ae":
-                found[top] = identity(top)
-    return dict(sorted(found.items()))
+            if origin and origin.split(".")[0] != "m3ae":
+                found.add(origin)
+    return sorted(found)
 
 
 def _leaves(value):

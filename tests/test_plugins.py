@@ -157,6 +157,12 @@ def test_an_installed_distribution_registers_through_the_entry_point_group(tmp_p
     used = plugins.used_by({"model": {"mim": {"masking": "ep_grid"}}})
     assert list(used) == ["ep_masking"] and used["ep_masking"].startswith("1.2.3+sha256:")
     assert pretrain_key(cfg) != pretrain_key(apply_overrides(profile("smoke"), {"model.mim.masking": "random"}))
+    # a study naming it without `plugins:`: its trials import the entry point's module in the workers
+    study = write_study(tmp_path / "study.yaml", None, "ep_grid")
+    from ablations.spec import load_spec
+    from ablations.study import expand
+
+    assert {t.plugins for t in expand(load_spec(study))} == {("ep_masking",)}
     with pytest.raises(ConfigError, match="expected one of .*'ep_grid'"):
         apply_overrides(profile("smoke"), {"model.mim.masking": "ep_gird"})
 
