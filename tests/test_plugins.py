@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -252,3 +253,28 @@ def test_a_ray_session_without_the_plugin_is_refused_before_any_trial(tmp_path, 
     tracker = tracking.Tracker(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = tracker.client.get_experiment_by_name("grid_masking")
     assert not tracking.latest_trial_runs(tracker, experiment.experiment_id)
+
+
+@pytest.mark.slow
+def test_a_search_runs_its_plugin_component_in_ray_tasks(tmp_path, ray_session):
+    """`ablate search` as its own job on the shared Ray: an Optuna trial of the plugin's choice runs in a Ray task."""
+    folder = tmp_path / "mine"  # the plugin sits beside the search file only: not in the cwd, not installed
+    folder.mkdir()
+    shutil.copy(EXAMPLE / "grid_masking.py", folder / "grid_masking.py")
+    search = folder / "search.yaml"
+    search.write_text(yaml.safe_dump({
+        "name": "plugged_search", "kind": "search", "profile": "smoke", "plugins": ["grid_masking"],
+        "space": {"model.mim.masking": {"type": "categorical", "choices": ["grid"]}},
+        "objectives": [{"metric": "synth_vqa/overall_acc"}], "n_trials": 1, "tasks": ["synth_vqa"]}))
+    workdir = tmp_path / "w"
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, "RAY_CHDIR_TO_TRIAL_DIR": "0",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([PYTHON, "-m", "ablations.cli", "search", str(search), "--address", ray_session,
+                           "--workdir", str(workdir)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    tracker = tracking.Tracker(f"sqlite:///{workdir / 'mlflow.db'}")
+    experiment = tracker.client.get_experiment_by_name("plugged_search")
+    (run,) = tracking.latest_trial_runs(tracker, experiment.experiment_id).values()
+    assert run.info.status == "FINISHED" and run.data.params["model.mim.masking"] == "grid"
+    assert run.data.params["plugin.grid_masking"].startswith("sha256:") and run.data.tags.get("ablate.node")
