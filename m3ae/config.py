@@ -256,9 +256,12 @@ class OptimConfig:
     fusion_lr_mult: float = 5.0  # the paper's code trains fusion layers at 5x the base lr
     head_lr_mult: float = 5.0  # and task / objective heads at 5x (up to 50x)
     grad_clip: float = 1.0  # max gradient norm; 0 disables
+    # examples per forward/backward (per process); gradients accumulate up to batch_size; 0 = whole batch
+    micro_batch_size: int = 0
 
     def __post_init__(self):
         _check(self.lr > 0, "lr", "must be positive")
+        _check(self.micro_batch_size >= 0, "micro_batch_size", "must be non-negative (0 = the whole batch)")
         _check(0 <= self.warmup_frac < 1, "warmup_frac", "must be in [0, 1)")
 
 

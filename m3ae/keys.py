@@ -19,6 +19,19 @@ NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIEL
                                          if task != "synth_pairs" for name in names))
 
 
+# Fields added after studies were run, with the value that behaves as before they existed: left
+# out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
+LATER_FIELDS = {("pretrain", "micro_batch_size"): 0, ("finetune", "micro_batch_size"): 0}
+
+
+def _plain(cfg: Config) -> dict[str, Any]:
+    data = to_dict(cfg)
+    for (section, name), default in LATER_FIELDS.items():
+        if data[section].get(name) == default:
+            del data[section][name]
+    return data
+
+
 def pretrain_view(cfg: Config) -> dict[str, Any]:
     """Only the settings that change what pre-training produces: the key of the
     pre-train cache. Fine-tuning settings and thread counts are left out."""
@@ -26,7 +39,7 @@ def pretrain_view(cfg: Config) -> dict[str, Any]:
     from m3ae.data.tokenizer import TOKENIZER_VERSION
     from m3ae.model.streams import STREAMS_VERSION
 
-    data = to_dict(cfg)
+    data = _plain(cfg)
     return {"model": data["model"],
             "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
@@ -40,7 +53,7 @@ def pretrain_key(cfg: Config) -> str:
 
 
 def trial_id(cfg: Config) -> str:
-    data = to_dict(cfg)
+    data = _plain(cfg)
     data.pop("threads")  # how fast, not what: the same trial
     data.pop("compile")
     data["data"].pop("num_workers")
