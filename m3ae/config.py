@@ -381,10 +381,15 @@ def _laptop() -> Config:
 
 
 def _paper() -> Config:
-    """The paper's sizes: ViT-B/16 at 288 px, RoBERTa-base, 6 co-attention layers of 768."""
+    """The paper's sizes: CLIP's ViT-B/16 at 288 px, RoBERTa-base, 6 co-attention layers of 768.
+
+    The towers start from pre-trained weights in local files: `model.vision.weights`
+    (timm's CLIP ViT-B/16, OpenAI weights: QuickGELU, hence the quickgelu name) and
+    `model.text.pretrained` (a RoBERTa-base directory); left at None they start random.
+    """
     return from_dict({
         "model": {
-            "vision": {"name": "vit_base_patch16_224", "image_size": 288, "patch_size": 16},
+            "vision": {"name": "vit_base_patch16_clip_quickgelu_224", "image_size": 288, "patch_size": 16},
             "text": {"kind": "roberta", "hidden_size": 768, "num_layers": 12, "num_heads": 12,
                      "intermediate_size": 3072, "max_length": 64},
             "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12},
