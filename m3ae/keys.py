@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from m3ae.config import SYNTH_TASK_FIELDS, Config, config_hash, to_dict
+from m3ae.config import SYNTH_TASK_FIELDS, Config, PerTaskConfig, config_hash, to_dict
 
 # data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
 # (the tokenizer is trained on the pre-training corpus alone)
@@ -21,7 +21,8 @@ NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIEL
 
 # Fields added after studies were run, with the value that behaves as before they existed: left
 # out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
-LATER_FIELDS = {("pretrain", "micro_batch_size"): 0, ("finetune", "micro_batch_size"): 0}
+LATER_FIELDS = {("pretrain", "micro_batch_size"): 0, ("finetune", "micro_batch_size"): 0,
+                ("finetune", "per_task"): to_dict(PerTaskConfig())}
 
 
 def _plain(cfg: Config) -> dict[str, Any]:
