@@ -122,6 +122,8 @@ class FusionConfig:
     num_heads: int = 2
     mlp_ratio: float = 4.0
     dropout: float = 0.1
+    # LayerNorm on each stream after projection + type embedding; the official code has none
+    input_norm: bool = True
 
     def __post_init__(self):
         _check_component("FUSION", self.name, "model.fusion.name")
@@ -203,6 +205,9 @@ class ModelConfig:
     # separate: one fusion pass per objective (the paper's code); joint: MIM and MLM share one
     # pass over the masked image and the masked text (fewer FLOPs; an ablation of its own)
     passes: Literal["separate", "joint"] = "separate"
+    # a checkpoint of this project's format (e.g. written by `ablate import-m3ae`) the model starts
+    # from: every tensor must fit, except pre-training heads it lacks (they keep their init)
+    init: Optional[str] = None
 
     def __post_init__(self):
         n = self.fusion.num_layers
@@ -430,7 +435,7 @@ def _paper() -> Config:
             "vision": {"name": "vit_base_patch16_clip_quickgelu_224", "image_size": 288, "patch_size": 16},
             "text": {"kind": "roberta", "hidden_size": 768, "num_layers": 12, "num_heads": 12,
                      "intermediate_size": 3072, "max_length": 64},
-            "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12},
+            "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12, "input_norm": False},
             "mim": {"mask_ratio": 0.75, "recon_layer": 3, "decoder_depth": 4, "decoder_width": 384,
                     "decoder_heads": 6},
             "mlm": {"mask_ratio": 0.15, "recon_layer": -1},

@@ -21,15 +21,19 @@ NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIEL
 
 # Fields added after studies were run, with the value that behaves as before they existed: left
 # out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
-LATER_FIELDS = {("pretrain", "micro_batch_size"): 0, ("finetune", "micro_batch_size"): 0,
-                ("finetune", "per_task"): to_dict(PerTaskConfig())}
+LATER_FIELDS = {"pretrain.micro_batch_size": 0, "finetune.micro_batch_size": 0,
+                "finetune.per_task": to_dict(PerTaskConfig()), "model.fusion.input_norm": True, "model.init": None}
 
 
 def _plain(cfg: Config) -> dict[str, Any]:
     data = to_dict(cfg)
-    for (section, name), default in LATER_FIELDS.items():
-        if data[section].get(name) == default:
-            del data[section][name]
+    for path, default in LATER_FIELDS.items():
+        *parents, name = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        if node.get(name) == default:
+            del node[name]
     return data
 
 

@@ -123,6 +123,24 @@ def fit_image_positions(weights: dict[str, Any], own: dict[str, Any], cfg) -> di
     return {**weights, POSITIONS: resized}
 
 
+# Pre-training heads: a checkpoint may lack them (an official fine-tuned one has none) and
+# fine-tuning never reads them, so `model.init` leaves them at their initialisation.
+PRETRAINING_HEADS = ("objectives.", "itm_head.")
+
+
+def load_init_weights(model: nn.Module, path: str, model_cfg) -> None:
+    """`model.init`: start `model` (built from `model_cfg`, a ModelConfig) from a checkpoint's weights.
+    Strict, as load_model_weights, except for pre-training heads the checkpoint lacks."""
+    from m3ae.config import Config, PretrainConfig
+
+    state = load_checkpoint(Path(path).expanduser())
+    own = model.state_dict()
+    absent = [k for k in own if k not in state["model"] and k.startswith(PRETRAINING_HEADS)]
+    weights = {**state["model"], **{k: own[k] for k in absent}}
+    load_model_weights(model, {**state, "model": weights}, Config(model=model_cfg, pretrain=PretrainConfig(enabled=False)),
+                       source=f"model.init {path}")
+
+
 def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str = "checkpoint") -> None:
     """Load `state["model"]` into `model` (built from `cfg`), strictly.
 
