@@ -21,7 +21,7 @@ HEADS = ["model.vision.num_heads=2", "model.text.num_heads=2", "model.fusion.num
          "model.mim.decoder_heads=2", "model.mim.recon_layer=1"]
 
 
-def _official_state(heads: bool = True, task_head: bool = False) -> dict[str, torch.Tensor]:
+def _official_state(heads: bool = True, task_head: bool = False, V: int = V) -> dict[str, torch.Tensor]:  # noqa: N803
     """A state_dict with the official key names and shapes, random values."""
     g = torch.Generator().manual_seed(0)
     r = lambda *shape: torch.randn(*shape, generator=g) * 0.1  # noqa: E731
@@ -190,3 +190,45 @@ def test_a_checkpoint_that_needs_pickled_objects_is_refused(tmp_path, capsys):
 
 class _Opaque:
     pass
+
+
+def _roberta_style_tokenizer(folder, texts):
+    """A tiny byte-level BPE tokenizer with RoBERTa's special tokens and ids (<s> 0, <pad> 1, </s> 2)."""
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=300, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tokenizer = RobertaTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>",
+                                     sep_token="</s>", cls_token="<s>", unk_token="<unk>", pad_token="<pad>",
+                                     mask_token="<mask>")
+    tokenizer.save_pretrained(folder)
+    return len(tokenizer)
+
+
+def test_ablate_train_fine_tunes_from_an_imported_checkpoint(tmp_path, capsys):
+    """The documented path: import, then `ablate train --profile paper --set pretrain.enabled=false
+    --set model.init=FILE` on VQA-RAD (real-format fixture), at another image size than the checkpoint's."""
+    import json
+
+    from fixtures.real_datasets import write_vqa_rad
+
+    root = tmp_path / "data"
+    write_vqa_rad(root)
+    texts = [q["question"] for split in ("train", "val", "test")
+             for q in json.loads((root / "vqa_rad" / f"{split}set.json").read_text())]
+    vocab = _roberta_style_tokenizer(tmp_path / "tokenizer", texts * 3 + ["a chest x-ray of the lungs"])
+    src, out = _save(tmp_path / "m3ae.ckpt", _official_state(V=vocab)), tmp_path / "m3ae.pt"
+    assert main(["import-m3ae", str(src), "--out", str(out), *sum((["--set", h] for h in HEADS), [])]) == 0
+    line = capsys.readouterr().out.split("use it with --profile paper", 1)[1].splitlines()[0]
+    args = ["train", "--profile", "paper", "--workdir", str(tmp_path / "runs"), "--run-name", "imported",
+            "--set", f"data.root={root}", "--set", f"data.tokenizer={tmp_path / 'tokenizer'}",
+            "--set", "pretrain.enabled=false", "--set", "finetune.precision=fp32",
+            "--set", "finetune.per_task.vqa_rad.batch_size=4", "--set", "finetune.per_task.vqa_rad.epochs=1",
+            "--set", "finetune.per_task.vqa_rad.image_size=64", "--set", "finetune.per_task.vqa_rad.max_length=24"]
+    for override in [*HEADS, *(s.strip() for s in line.split("--set")[1:])]:
+        args += ["--set", override]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "runs" / "train" / "imported" / "metrics.json").read_text())
+    assert set(summary["tasks"]["vqa_rad"]["test"]) == {"overall_acc", "open_acc", "closed_acc"}
