@@ -283,6 +283,9 @@ class PretrainConfig(OptimConfig):
         super().__post_init__()
         _check(self.steps >= 1, "pretrain.steps", "must be at least 1")
         _check(self.batch_size >= 2, "pretrain.batch_size", "must be at least 2 (ITM needs a negative)")
+        _check(self.micro_batch_size == 0 or (self.micro_batch_size >= 2 and self.batch_size % self.micro_batch_size == 0),
+               "pretrain.micro_batch_size", f"must be 0 or a divisor of pretrain.batch_size {self.batch_size} of at "
+               f"least 2 (ITM draws its negatives within each micro-batch), got {self.micro_batch_size}")
 
 
 @dataclass(frozen=True)
