@@ -8,6 +8,7 @@ architecture fails with the config paths that differ, not a wall of key names.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -113,8 +114,6 @@ def fit_image_positions(weights: dict[str, Any], own: dict[str, Any], cfg) -> di
     if cfg.model.vision.pos_embed == "sincos":
         return {**weights, POSITIONS: ours}
     from timm.layers import resample_abs_pos_embed
-
-    import math
 
     n = ours.shape[1]
     prefix = 0 if math.isqrt(n) ** 2 == n else 1  # a [CLS] row, unless the table is patches only

@@ -199,9 +199,9 @@ def _train_step(forward, optimizer, scheduler, batch, pcfg, step: int) -> M3AEOu
 
 def _weighted(outs: list[tuple[float, M3AEOutput]]) -> M3AEOutput:
     """One step's output from its micro-batches' (share, output) pairs."""
-    mean = lambda values: sum(share * value for share, value in values)  # noqa: E731
     from m3ae.model.m3ae import M3AEOutput
 
+    mean = lambda values: sum(share * value for share, value in values)  # noqa: E731
     first = outs[0][1]
     return M3AEOutput(loss=mean((s, o.loss.detach()) for s, o in outs),
                       losses={k: mean((s, o.losses[k].detach()) for s, o in outs) for k in first.losses},
