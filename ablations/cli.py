@@ -23,9 +23,11 @@ VERBS = {
     "report": ("report", "build the Plotly dashboard of a study"),
     "estimate": ("estimate", "trials, pre-trainings, FLOPs and wall time a study will cost"),
     "list": ("list_studies", "studies and their trials' states"),
+    "findings": ("findings", "our verdict on each of the paper's findings, per study"),
     "ui": ("ui", "start the MLflow UI on this work directory's store"),
     "server": ("server", "an MLflow tracking server (database + proxied artifacts) for a cluster's workers"),
     "data": ("data", "look at the data (ablate data show TASK)"),
+    "import-m3ae": ("import_m3ae", "convert an official M3AE checkpoint (.ckpt) to this project's format"),
 }
 
 
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return int(exit_.code or 0)
     args.workdir = (args.workdir or default_workdir()).expanduser().absolute()
+    from ablations.console import quiet_libraries
+
+    quiet_libraries(args.debug)
     try:
         return int(_command(args._module).run(args) or 0)
     except KeyboardInterrupt:

@@ -253,8 +253,8 @@ class _Forward(Callback):
         if answer is not None:
             raise answer
 
-    def on_stage_start(self, stage):
-        self._ask("on_stage_start", stage)
+    def on_stage_start(self, stage, total_steps=None):
+        self._ask("on_stage_start", stage, total_steps)
 
     def on_step(self, stage, step, metrics):
         self._ask("on_step", stage, step, dict(metrics))

@@ -27,14 +27,16 @@ from typing import Mapping
 
 import yaml
 
-from ablations import faults, tracking
+from ablations import console, faults, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
+from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
+from ablations.progress import study_callback
 from ablations.sequential import Race
 from ablations.spec import StudySpec
 from ablations.study import Trial, expand, format_value, render_table, short_path
-from ablations.trial import run_trial
+from ablations.trial import run_trial, work_paths
 from ablations.verdicts import DECISIONS, Decision, decide, decisions_json, setting_key, study_values, verdict_table
 
 
@@ -97,11 +99,12 @@ def connect_ray(address: str | None, plugins=()) -> bool:
     runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"},
                    **({"py_modules": py_modules(plugins)} if plugins else {})}
     address = address or os.environ.get("RAY_ADDRESS")
+    quiet = console.ray_init_options()
     if address:
-        ray.init(address=address, runtime_env=runtime_env)
+        ray.init(address=address, runtime_env=runtime_env, **quiet)
     else:
         # "local": a new Ray of our own, even when a `ray start` cluster on this machine is the latest one
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, runtime_env=runtime_env, **quiet)
     try:
         check_nodes(plugins)
     except BaseException:
@@ -119,59 +122,6 @@ def shared_cache_root(storage: str | None) -> str | None:
         say(f"note: --storage {storage} is not a folder; each node keeps its own pre-train cache")
         return None
     return str(Path(storage.removeprefix("file://")) / "cache")
-
-
-def _progress_callback(total: int, skipped: int, metric: str, mode: str, labels: dict[str, str]):
-    from ray import tune
-
-    class Progress(tune.Callback):
-        """One line per change: done / running / failed, and the best test value so far."""
-
-        def __init__(self):
-            self.running, self.done, self.failed, self.pruned = set(), set(), set(), set()
-            self.errors: dict[str, str] = {}  # trial id -> what Tune says went wrong
-            self.last: dict[str, dict] = {}
-            self.best: tuple[float, str] | None = None
-
-        def _id(self, trial) -> str:
-            return trial.config["trial"]["trial_id"]
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.running.add(self._id(trial))
-            self._print(f"started {labels[self._id(trial)]}")
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            tid = self._id(trial)
-            self.last[tid] = result
-            value = result.get(metric)
-            if result.get("phase") == "test" and value is not None and not math.isnan(value):
-                if self.best is None or (value > self.best[0] if mode == "max" else value < self.best[0]):
-                    self.best = (value, tid)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            tid = self._id(trial)
-            self.running.discard(tid)
-            if self.last.get(tid, {}).get("phase") != "test":
-                self.pruned.add(tid)  # stopped by the scheduler before its test evaluation
-                self._print(f"stopped early {labels[tid]}")
-            else:
-                self.done.add(tid)
-                self._print(f"finished {labels[tid]}: {metric} {self.last[tid][metric]:.4f}")
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            tid = self._id(trial)
-            self.running.discard(tid)
-            self.failed.add(tid)
-            self.errors[tid] = tune_error(trial)
-            self._print(f"FAILED {labels[tid]}: {self.errors[tid][:200]}")
-
-        def _print(self, event: str) -> None:
-            best = f" | best {metric} {self.best[0]:.4f} ({labels[self.best[1]]})" if self.best else ""
-            done = len(self.done) + len(self.pruned) + skipped
-            say(f"[{time.strftime('%H:%M:%S')}] {done}/{total} done, {len(self.running)} running, "
-                f"{len(self.failed)} failed{best} | {event}")
-
-    return Progress()
 
 
 def tune_error(trial) -> str:
@@ -225,11 +175,6 @@ def _scheduler(spec: StudySpec):
                          reduction_factor=s.reduction_factor)
 
 
-def trial_label(trial: Trial) -> str:
-    values = " ".join(f"{short_path(p)}={format_value(v)}" for p, v in trial.factors.items())
-    return f"{trial.trial_id} ({values + ' ' if values else ''}seed {trial.seed})"
-
-
 def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
           total: int, skipped: int, storage: str | None = None, seeds: SeedRace | None = None):
     """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?).
@@ -237,8 +182,10 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
-    labels = {t.trial_id: trial_label(t) for t in todo}
-    progress = _progress_callback(total, skipped, spec.metric.name, spec.metric.mode, labels)
+    aliases = factor_aliases(spec.factor_paths, spec.alias)
+    labels = {t.trial_id: run_name(t.factors, t.seed, aliases) for t in todo}  # as in the MLflow runs table
+    folders = {t.trial_id: work_paths(workdir, spec.name, t.trial_id)["trial"] for t in todo}
+    progress = study_callback(total, skipped, spec.metric.name, labels, folders, say=say)
     # The study context (tracking URI, work directory) goes through Ray's object store, not the
     # param space: Tune writes the param space to params.json in its storage, and a tracking URI
     # may carry a password.
@@ -370,6 +317,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
                    "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
                    "cache_root": shared_cache_root(storage), "resources": spec.resources.model_dump(),
+                   "aliases": factor_aliases(spec.factor_paths, spec.alias),
                    "storage": storage or str(workdir / "ray")}
             if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
                 ctx["fault"] = os.environ[faults.ENV]
@@ -412,7 +360,10 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
     MLflow run opens)."""
     errored = errored or {}
     runs = tracking.latest_trial_runs(tracker, experiment_id)
+    from dashboards.summaries import format_number, metric_label, metric_unit
+
     metric, paths = spec.metric.name, spec.factor_paths
+    unit = metric_unit(metric)
     rows, by_setting, errors = [], {}, []
     for t in trials:
         run = runs.get(t.trial_id)
@@ -426,7 +377,7 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
         cost = run.data.metrics.get("cost/pretrain_seconds", 0) + run.data.metrics.get("cost/finetune_seconds", 0) \
             if run is not None else None
         rows.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), status,
-                     "-" if value is None else f"{value:.4f}", "-" if not cost else f"{cost:.0f}s"])
+                     "-" if value is None else format_number(value, unit), "-" if not cost else f"{cost:.0f}s"])
         if status == "FAILED":
             outcome.failed.append(t.trial_id)
             if run is not None:
@@ -435,14 +386,14 @@ def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, exp
             outcome.finished += 1
         if value is not None and status == "FINISHED":
             by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(value)
-    header = ["trial", *[short_path(p) for p in paths], "seed", "status", metric, "time"]
+    header = ["trial", *[short_path(p) for p in paths], "seed", "status", metric_label(metric), "time"]
     parts = [f"Results of {spec.name} ({outcome.finished}/{len(trials)} finished):", render_table(header, rows)]
     if by_setting and paths:
         ranked = sorted(by_setting.items(), key=lambda kv: statistics.mean(kv[1]), reverse=spec.metric.mode == "max")
-        table = [[*setting, f"{statistics.mean(vals):.4f}",
-                  f"{statistics.stdev(vals):.4f}" if len(vals) > 1 else "-", str(len(vals))]
+        table = [[*setting, format_number(statistics.mean(vals), unit),
+                  format_number(statistics.stdev(vals), unit) if len(vals) > 1 else "-", str(len(vals))]
                  for setting, vals in ranked]
-        parts += ["", f"Settings ranked by mean {metric} over seeds (best first):",
+        parts += ["", f"Settings ranked by mean {metric_label(metric)} over seeds (best first; sd: spread over seeds):",
                   render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], table)]
     if errors:
         parts += ["", "Failed trials:", *errors]
@@ -461,6 +412,7 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
     """Build the study's dashboard and log it on the study run as dashboard.html."""
     try:
         from dashboards.report import build_report
+        from dashboards.screenshot import log_top
     except ImportError:
         say("(dashboard skipped: dashboards.report is not available)")
         return None
@@ -469,6 +421,8 @@ def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, wo
     try:
         path = Path(build_report(spec.name, tracker.uri, out))
         tracker.log_file(study_run_id, path, name="dashboard.html")
+        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
+        tracking.link_dashboard(tracker, study_run_id)
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

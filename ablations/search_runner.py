@@ -45,7 +45,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from ablations import tracking
+from ablations import console, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
@@ -229,7 +229,7 @@ def execute_search_trial(request: dict) -> dict:
         trial = Trial.from_payload(payload)
         callbacks = [reporter] if reporter else []
         try:
-            result = execute(trial, request["ctx"], callbacks=callbacks, tags=tags)
+            result = execute(trial, request["ctx"], callbacks=callbacks, tags=tags, name_prefix=f"t{request['number']}-")
         except tracking.Pruned as stop:
             return {"state": "pruned", "metrics": {}, "run_ids": run_ids, "error": str(stop)}
         except Exception as error:  # noqa: BLE001 - recorded in MLflow by the trial run; told FAIL
@@ -402,7 +402,7 @@ class Driver:
                 trial.set_user_attr("metrics", result["metrics"])
                 self.study.tell(trial, values)
                 say(f"[{time.strftime('%H:%M:%S')}] trial {trial.number} complete in {spent:.0f}s: "
-                    + ", ".join(f"{m} {v:.4f}" for m, v in zip(self.spec.metric_names, values)))
+                    + ", ".join(f"{m} {_value(m, v)}" for m, v in zip(self.spec.metric_names, values)))
                 self._forget(pending)
                 return
             state, result["error"] = "failed", f"an objective is missing or not finite: {values}"
@@ -458,6 +458,19 @@ def _params_text(params: Mapping[str, Any]) -> str:
     return " ".join(f"{short_path(p)}={_fmt(v)}" for p, v in params.items())
 
 
+def _label(metric: str) -> str:
+    from dashboards.summaries import metric_label
+
+    return metric_label(metric)
+
+
+def _value(metric: str, value: float) -> str:
+    """An objective's value at its unit's precision ("52.3" for an accuracy in percent)."""
+    from dashboards.summaries import format_number, metric_unit
+
+    return format_number(value, metric_unit(metric))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -498,6 +511,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
                 heartbeat_seconds: int | None, cache_root: str | None = None) -> SearchOutcome:
     from ablations.runner import connect_ray
 
+    console.quiet_optuna()
     workdir = Path(workdir).absolute()
     n_trials = n_trials or spec.n_trials
     if spec.sampler.name == "grid" and n_trials > grid_size(spec):
@@ -604,8 +618,9 @@ def summary(spec: SearchSpec, study) -> str:
 
 def _trial_table(spec: SearchSpec, trials) -> str:
     paths = list(spec.space)
-    header = ["trial", *[short_path(p) for p in paths], *spec.metric_names, "MLflow run"]
-    rows = [[str(t.number), *[_fmt(t.params.get(p)) for p in paths], *[f"{v:.4f}" for v in t.values],
+    header = ["trial", *[short_path(p) for p in paths], *[_label(m) for m in spec.metric_names], "MLflow run"]
+    rows = [[str(t.number), *[_fmt(t.params.get(p)) for p in paths],
+             *[_value(m, v) for m, v in zip(spec.metric_names, t.values)],
              t.user_attrs.get("mlflow_run_id") or f"(= trial {t.user_attrs.get('ablate.duplicate_of', '?')})"]
             for t in trials]
     return render_table(header, rows)
@@ -635,7 +650,8 @@ def best_study_text(spec: SearchSpec, study) -> str | None:
     data = study_spec.model_dump(exclude_defaults=True)
     data.pop("profile", None)  # always written: the best setting is only best at its profile
     data = {"name": data.pop("name"), "kind": "study", "profile": spec.profile, **data}
-    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {v:.4f}" for m, v in zip(spec.metric_names, t.values)))
+    results = ["#   trial {}: {}\n".format(t.number, ", ".join(f"{m} {_value(m, v)}"
+                                                  for m, v in zip(spec.metric_names, t.values)))
                for t in best]
     header = (f"# Written by `ablate search` from {which} of the Optuna study {spec.name!r}\n"
               + "".join(results) + "# Run it: ablate run <this file>\n")
@@ -663,6 +679,7 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     """The search dashboard (dashboards.report.build_search_report), logged as dashboard.html."""
     try:
         from dashboards.report import build_search_report
+        from dashboards.screenshot import log_top
     except ImportError:
         say("(dashboard skipped: dashboards.report.build_search_report is not available)")
         return None
@@ -670,6 +687,8 @@ def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, s
     try:
         path = Path(build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
         tracker.log_file(study_run_id, path, name="dashboard.html")
+        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
+        tracking.link_dashboard(tracker, study_run_id)
         return path
     except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the search's results
         say(f"(dashboard not built: {type(error).__name__}: {error})")

@@ -18,7 +18,8 @@ A study is a grid over dotted config paths:
                                                       # a bare name ("overall_acc") means the first task's
     resources: {cpu: 1, gpu: 0}                       # per trial; {cpu: 1, gpu: 1, workers: 4}: 4 DDP workers
     scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
-    reference: {source: ..., ranking: [...], values: [...]}
+    reference: {source: ..., ranking: [...], values: [...]}  # ranking: best first; a nested list ties
+    alias: {model.mim.mask_ratio: img}                # optional: a factor's short name in run names
     plugins: [my_masking]                             # modules that register components of your own
                                                       # (importable, or next to the study file)
 
@@ -158,7 +159,8 @@ class Reference(_Strict):
     source: str
     note: str = ""
     metric: Optional[str] = None  # the paper's metric, e.g. "vqa_rad/overall_acc"
-    ranking: list[dict[str, Any]] = []  # settings, best first
+    # settings, best first; an entry that is a list holds settings the paper ranks equal
+    ranking: list[Union[dict[str, Any], list[dict[str, Any]]]] = []
     values: list[ReferenceValue] = []
 
 
@@ -193,6 +195,7 @@ class StudySpec(_Strict):
     resources: Resources = Resources()
     scheduler: SchedulerSpec = SchedulerSpec()
     reference: Optional[Reference] = None
+    alias: dict[str, str] = {}  # factor path -> short name in run names ("model.mim.mask_ratio": img)
     max_trials: int = Field(64, ge=1, le=10_000)  # guard against a grid that explodes
     plugins: list[str] = []  # modules imported before any config is built (m3ae.plugins)
 
@@ -437,6 +440,7 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
     spec = _resolve_metric(spec)
     _check_metric(spec, problems)
     _check_reference(spec, problems)
+    _check_alias(spec, problems)
     n = spec.num_trials()
     if n > spec.max_trials:
         most = " at most" if spec.adaptive else ""
@@ -532,14 +536,28 @@ def _check_reference(spec: StudySpec, problems: _Problems) -> None:
     ref = spec.reference
     if ref is None:
         return
-    for i, setting in enumerate(ref.ranking):
-        for path in setting:
-            _check_path(path, ("reference", "ranking", i, path), problems)
+    for i, entry in enumerate(ref.ranking):
+        for setting in entry if isinstance(entry, list) else [entry]:
+            for path in setting:
+                _check_path(path, ("reference", "ranking", i, path), problems)
     for i, item in enumerate(ref.values):
         for path in item.setting:
             _check_path(path, ("reference", "values", i, "setting", path), problems)
     if ref.metric is not None and "/" not in ref.metric:
         problems.add(("reference", "metric"), f"expected '<task>/<metric>', e.g. 'vqa_rad/overall_acc', got {ref.metric!r}")
+
+
+def _check_alias(spec: StudySpec, problems: _Problems) -> None:
+    """Aliases name factors in run names: each must name a factor, and no two may be the same."""
+    paths = spec.factor_paths
+    for path, alias in spec.alias.items():
+        if path not in paths:
+            problems.add(("alias", path), f"not a factor of this study: expected one of {paths}{_closest(path, paths)}")
+        elif not alias or any(c in alias for c in " /\\"):
+            problems.add(("alias", path), f"expected a short name without spaces or slashes, got {alias!r}")
+    taken = [a for a in spec.alias.values()]
+    for alias in {a for a in taken if taken.count(a) > 1}:
+        problems.add(("alias",), f"{alias!r} names two factors: run names would not tell them apart")
 
 
 def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:

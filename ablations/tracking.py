@@ -35,6 +35,9 @@ PRETRAIN_RUN_ID, STUDY_RUN_ID, ERROR = "ablate.pretrain_run_id", "ablate.study_r
 FACTOR_PREFIX = "ablate.factor."
 PLUGIN_PREFIX = "plugin."  # trial run params: plugin.<module> = <version>+sha256:<hash of its files>
 HOST, PID, PRUNED, TASK = "ablate.host", "ablate.pid", "ablate.pruned", "ablate.task"
+# MLflow 3's UI opens an experiment in its GenAI view (traces, token usage) unless the experiment
+# says it holds model training; this is the tag and value its UI reads for that.
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 _PARAMS_PER_BATCH = 100  # mlflow: at most 100 params or tags per log_batch
 _METRICS_PER_BATCH = 1000  # and 1000 metrics
@@ -155,10 +158,14 @@ class Tracker:
 
         found = self.call("look up experiment", self.client.get_experiment_by_name, name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:  # made by an older version
+                self.call("tag experiment", self.client.set_experiment_tag, found.experiment_id, EXPERIMENT_KIND,
+                          MODEL_TRAINING)
             return found.experiment_id
         location = (Path(artifact_root) / name).as_uri() if artifact_root and self.uri.startswith("sqlite") else None
         try:
-            return self.call("create experiment", self.client.create_experiment, name, artifact_location=location)
+            return self.call("create experiment", self.client.create_experiment, name, artifact_location=location,
+                             tags={EXPERIMENT_KIND: MODEL_TRAINING})
         except MlflowException:  # created by someone else in the meantime
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -234,11 +241,27 @@ class Tracker:
 
 def open_study_run(tracker: Tracker, experiment_id: str, study_name: str, spec_text: str,
                    params: Mapping[str, Any]) -> str:
-    run_id = tracker.start_run(experiment_id, f"{study_name} @ {time.strftime('%Y-%m-%d %H:%M:%S')}", {
+    # the experiment names the study: the run's name says when (MLflow's runs table shows ~17 characters)
+    run_id = tracker.start_run(experiment_id, f"study {time.strftime('%m-%d %H:%M:%S')}", {
         KIND: "study", STUDY: study_name, HOST: socket.gethostname(), PID: os.getpid()})
     tracker.log_params(run_id, params)
     tracker.log_text(run_id, spec_text, "spec.yaml")
     return run_id
+
+
+DESCRIPTION = "mlflow.note.content"  # the run's description: markdown on its Overview tab
+
+
+def dashboard_path(experiment_id: str, run_id: str) -> str:
+    """The MLflow UI's route to a study run's dashboard.html, previewed in its Artifacts tab."""
+    return f"#/experiments/{experiment_id}/runs/{run_id}/artifacts/dashboard.html"
+
+
+def link_dashboard(tracker: Tracker, run_id: str) -> None:
+    """Put a link to the run's dashboard in its description, one click from its Overview tab."""
+    experiment_id = tracker.call("get run", tracker.client.get_run, run_id).info.experiment_id
+    tracker.set_tags(run_id, {DESCRIPTION: f"[Open the dashboard]({dashboard_path(experiment_id, run_id)}) "
+                                           "(the dashboard.html artifact; dashboard.png is its top as a picture)"})
 
 
 def latest_trial_runs(tracker: Tracker, experiment_id: str) -> dict[str, Any]:
@@ -409,9 +432,11 @@ class TrialRun:
     traceback as `error.txt`, and propagates.
     """
 
-    def __init__(self, tracker: Tracker, experiment_id: str, study_name: str, study_run_id: str, trial):
+    def __init__(self, tracker: Tracker, experiment_id: str, study_name: str, study_run_id: str, trial,
+                 name: str | None = None):
         self.tracker, self.experiment_id = tracker, experiment_id
         self.study_name, self.study_run_id, self.trial = study_name, study_run_id, trial
+        self.name = name  # the run's name (ablations.naming.run_name); default from the factors' aliases
         self.run_id: str | None = None
 
     def _tags(self, kind: str) -> dict[str, Any]:
@@ -423,9 +448,10 @@ class TrialRun:
     def __enter__(self) -> TrialRun:
         from m3ae.config import flatten, to_yaml
 
-        name = "-".join(f"{p.rsplit('.', 1)[-1]}={tag_value(v)}" for p, v in self.trial.factors.items())
-        self.run_id = self.tracker.start_run(self.experiment_id, f"{name or 'trial'}-s{self.trial.seed}",
-                                             self._tags("trial"), parent=self.study_run_id)
+        from ablations.naming import factor_aliases, run_name
+
+        name = self.name or run_name(self.trial.factors, self.trial.seed, factor_aliases(list(self.trial.factors)))
+        self.run_id = self.tracker.start_run(self.experiment_id, name, self._tags("trial"), parent=self.study_run_id)
         self.tracker.log_params(self.run_id, {**flatten(self.trial.config), **plugin_params(self.trial)})
         self.tracker.log_text(self.run_id, to_yaml(self.trial.config), "config.yaml")
         return self

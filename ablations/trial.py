@@ -20,11 +20,13 @@ from typing import Mapping
 from ablations import faults
 from ablations.cache import PretrainCache
 from ablations.distributed import stage_runner
+from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
+from ablations.progress import FILE as PROGRESS
+from ablations.progress import TrialProgress
 from ablations.study import Trial
 from ablations.tracking import Tracker, TrialRun
 from m3ae.train.callbacks import Callback
-
 
 WORKERS = "ablate.workers"  # trial run tag: data-parallel processes per trial (set when more than one)
 
@@ -75,19 +77,23 @@ class TrialResult:
 def run_trial(params: dict, study: Mapping) -> None:
     """The Tune trainable: `params["trial"]` is one trial's payload, `study` the study context."""
     trial, ctx = Trial.from_payload(params["trial"]), study
-    result = execute(trial, ctx, callbacks=[TuneReporter(ctx["metric"])])
+    folder = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))["trial"]
+    result = execute(trial, ctx, callbacks=[TuneReporter(ctx["metric"])], progress=TrialProgress(folder / PROGRESS))
 
     from ray import tune
 
     tune.report({ctx["metric"]: result.metrics.get(ctx["metric"], float("nan")), "phase": "test"})
 
 
-def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None) -> TrialResult:
+def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None, name_prefix: str = "",
+            progress: Callback | None = None) -> TrialResult:
     """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
     `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
     `tags` go on the trial run (a search's `ablate.optuna_trial`). `ctx["fault"]`: test-only
     fault injection (`ablations.faults`), absent in real runs. `ctx["resources"]`: the study's
-    resources (`workers` > 1: data-parallel stages); absent means one process."""
+    resources (`workers` > 1: data-parallel stages); absent means one process. `ctx["aliases"]`:
+    the factors' short names for the run name (`name_prefix` goes before it: a search's trial number).
+    `progress` sees every stage, pre-training included (ablations.progress.TrialProgress)."""
     import torch
 
     cfg = trial.config
@@ -96,17 +102,20 @@ def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = Non
     paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))
     tracker = Tracker(ctx["tracking_uri"])
     injected = faults.injectors(ctx.get("fault"), trial.trial_id)
-    callbacks = [*callbacks, *injected]
+    watchers = [progress] if progress is not None else []
+    callbacks = [*callbacks, *injected, *watchers]
 
     resources = ctx.get("resources") or {}
     storage = f"{ctx.get('storage') or Path(ctx['workdir']) / 'ray'}/train"  # Ray Train's run state, if any
-    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial) as run, \
+    aliases = ctx.get("aliases") or factor_aliases(list(trial.factors))
+    name = name_prefix + run_name(trial.factors, trial.seed, aliases)
+    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial, name) as run, \
             stage_runner(resources, storage=storage, name=f"{ctx['study_name']}-{trial.trial_id}") as stages:
         workers = int(resources.get("workers", 1))
         tracker.set_tags(run.run_id, {**node_tags(), **(tags or {}), **({WORKERS: workers} if workers > 1 else {})})
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}
         if cfg.pretrain.enabled:
-            entry = pretrained(run, tracker, trial, paths, injected, stages)
+            entry = pretrained(run, tracker, trial, paths, [*injected, *watchers], stages)
             checkpoint, pretrain_cost = entry.checkpoint, {"seconds": entry.seconds, "flops": entry.flops}
 
         finals: dict[str, float] = {}

@@ -14,7 +14,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from dashboards.summaries import is_numeric, short_name
+from dashboards.summaries import (MIN_SEEDS_FOR_CI, format_number, interval, is_numeric, metric_bounds,
+                                  metric_label, metric_unit, short_name)
 
 OURS = "#1f77b4"
 PAPER = "#d62728"
@@ -39,11 +40,16 @@ def _grid(n: int, cols: int = 3) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def _error(summary: pd.DataFrame) -> dict:
-    """Asymmetric error bars from ci_low/ci_high (a missing CI draws no bar)."""
-    plus = (summary["ci_high"] - summary["mean"]).fillna(0)
-    minus = (summary["mean"] - summary["ci_low"]).fillna(0)
+def _error(summary: pd.DataFrame, metric: str = "") -> dict:
+    """Asymmetric error bars of the 95% CI, clipped to the metric's range; no bar below
+    MIN_SEEDS_FOR_CI seeds (summaries.interval)."""
+    drawn = interval(summary, metric_bounds(metric))
+    plus = (drawn["high"] - summary["mean"]).fillna(0)
+    minus = (summary["mean"] - drawn["low"]).fillna(0)
     return {"type": "data", "symmetric": False, "array": list(plus), "arrayminus": list(minus)}
+
+
+CI_NOTE = f"bars: 95% CI over seeds, none below {MIN_SEEDS_FOR_CI} seeds"
 
 
 def metric_vs_factor(summaries: Mapping[str, pd.DataFrame], factor: str, averaged_over: Sequence[str] = ()) -> go.Figure:
@@ -56,80 +62,89 @@ def metric_vs_factor(summaries: Mapping[str, pd.DataFrame], factor: str, average
         s = summaries[metric]
         numeric = is_numeric(list(s[factor]))
         x = list(s[factor]) if numeric else [str(v) for v in s[factor]]
-        hover = [f"n={n}" for n in s["n"]]
-        trace_args = {"x": x, "y": list(s["mean"]), "error_y": _error(s), "name": "ours (mean ± 95% CI)",
+        hover = [f"{format_number(m, metric_unit(metric))}, n={n} seeds" for m, n in zip(s["mean"], s["n"])]
+        trace_args = {"x": x, "y": list(s["mean"]), "error_y": _error(s, metric), "name": "ours (mean ± 95% CI)",
                           "legendgroup": "ours", "showlegend": i == 0, "marker_color": OURS, "hovertext": hover}
         trace = go.Scatter(mode="lines+markers", **trace_args) if numeric else go.Bar(**trace_args)
         fig.add_trace(trace, row=i // cols + 1, col=i % cols + 1)
         fig.update_xaxes(title_text=short_name(factor), row=i // cols + 1, col=i % cols + 1,
                          type="linear" if numeric else "category")
-    note = f" (averaged over {', '.join(short_name(f) for f in averaged_over)})" if averaged_over else ""
-    fig.update_layout(title=f"Metrics against {factor}{note}", height=PANEL_HEIGHT * rows + 80,
-                      margin={"t": 90})
+        fig.update_yaxes(title_text=metric_label(metric).split("/")[-1], row=i // cols + 1, col=i % cols + 1)
+    note = f", averaged over {', '.join(short_name(f) for f in averaged_over)}" if averaged_over else ""
+    fig.update_layout(title=f"Metrics against {short_name(factor)}: mean over seeds{note}<br>"
+                            f"<sup>{CI_NOTE}</sup>", height=PANEL_HEIGHT * rows + 100, margin={"t": 110})
     return fig
 
 
 def heatmap(summary: pd.DataFrame, fx: str, fy: str, metric: str) -> go.Figure:
-    """Means of `metric` over two numeric factors; the cell text shows mean ± CI half-width and n."""
-    xs = sorted(summary[fx].unique())
-    ys = sorted(summary[fy].unique())
+    """Means of `metric` over two factors; each cell reads "mean ± 95% CI half-width (n seeds)",
+    without the ± below MIN_SEEDS_FOR_CI seeds."""
+    xs = sorted(summary[fx].unique(), key=_order)
+    ys = sorted(summary[fy].unique(), key=_order)
     z = [[None] * len(xs) for _ in ys]
     text = [[""] * len(xs) for _ in ys]
-    for _, r in summary.iterrows():
+    unit = metric_unit(metric)
+    drawn = interval(summary, metric_bounds(metric))
+    for idx, r in summary.iterrows():
         i, j = ys.index(r[fy]), xs.index(r[fx])
         z[i][j] = r["mean"]
-        half = (r["ci_high"] - r["ci_low"]) / 2
-        text[i][j] = f"{r['mean']:.3g}" + (f" ± {half:.2g}" if pd.notna(half) else "") + f"<br>n={int(r['n'])}"
-    fig = go.Figure(go.Heatmap(x=[str(v) for v in xs], y=[str(v) for v in ys], z=z, text=text,
-                               texttemplate="%{text}", colorscale="Viridis", colorbar_title=metric.split("/")[-1]))
-    fig.update_layout(title=f"{metric}: mean over seeds", xaxis_title=short_name(fx), yaxis_title=short_name(fy),
-                      xaxis_type="category", yaxis_type="category", height=420)
+        half = (r["ci_high"] - r["ci_low"]) / 2 if drawn.loc[idx, "shown"] else None
+        text[i][j] = format_number(r["mean"], unit) + (f" ± {format_number(half, unit)}" if half else "") \
+            + f"<br>n={int(r['n'])}"
+    fig = go.Figure(go.Heatmap(x=[format_level(v) for v in xs], y=[format_level(v) for v in ys], z=z, text=text,
+                               texttemplate="%{text}", colorscale="Viridis",
+                               colorbar_title=metric_label(metric).split("/")[-1]))
+    fig.update_layout(title=f"{metric_label(metric)}: mean over seeds<br><sup>± 95% CI half-width; "
+                            f"none below {MIN_SEEDS_FOR_CI} seeds</sup>",
+                      xaxis_title=short_name(fx), yaxis_title=short_name(fy),
+                      xaxis_type="category", yaxis_type="category", height=440)
     return fig
 
 
-def ours_vs_paper(table: pd.DataFrame, keys: Sequence[str], metric: str, paper_metric: str) -> go.Figure:
-    """Two panels with the same x axis: ours (mean ± CI) and the paper's (its values, or its rank
-    when it gives only a ranking). `table` is compare_with_reference's table plus one column per key."""
-    has_values = table["paper_value"].notna().any()
-    paper_y = table["paper_value"] if has_values else table["paper_rank"]
-    paper_title = f"paper: {paper_metric}" if has_values else "paper: rank (1 = best)"
-    if len(keys) == 2 and all(is_numeric(list(table[k])) for k in keys):
-        return _paired_heatmaps(table, keys, paper_y, metric, paper_title)
-    numeric = len(keys) == 1 and is_numeric(list(table[keys[0]]))
-    frame = table.sort_values(keys[0]) if numeric else table
-    x = list(frame[keys[0]]) if numeric else list(frame["setting"])
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"ours: {metric}", paper_title])
-    ours = {"x": x, "y": list(frame["mean"]), "error_y": _error(frame), "name": "ours (mean ± 95% CI)", "marker_color": OURS}
-    paper = {"x": x, "y": list(paper_y.loc[frame.index]), "name": "paper", "marker_color": PAPER}
-    if numeric:
-        fig.add_trace(go.Scatter(mode="lines+markers", **ours), row=1, col=1)
-        fig.add_trace(go.Scatter(mode="lines+markers", line_dash="dash", **paper), row=1, col=2)
-    else:
-        fig.add_trace(go.Bar(**ours), row=1, col=1)
-        fig.add_trace(go.Bar(**paper), row=1, col=2)
-    if not has_values:
-        fig.update_yaxes(autorange="reversed", dtick=1, row=1, col=2)
-    axis_title = short_name(keys[0]) if numeric else "setting"
-    fig.update_xaxes(title_text=axis_title, type="linear" if numeric else "category")
-    fig.update_layout(title="Ours beside the paper (compare the trend and the ranking, not the level)", height=420)
-    return fig
-
-
-def _paired_heatmaps(table: pd.DataFrame, keys: Sequence[str], paper_y: pd.Series, metric: str,
-                     paper_title: str) -> go.Figure:
-    fx, fy = keys
-    xs, ys = sorted(table[fx].unique()), sorted(table[fy].unique())
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[f"ours: {metric}", paper_title], horizontal_spacing=0.15)
-    for col, values, scale in ((1, table["mean"], "Viridis"), (2, paper_y, "Reds")):
+def ours_beside_paper(summary: pd.DataFrame, keys: Sequence[str], metric: str) -> go.Figure:
+    """All of our settings over the reference's factors (mean over seeds), the paper's ranked ones
+    marked with their rank. summary: summaries.ours_with_paper_rank's frame."""
+    unit = metric_unit(metric)
+    ties = summary["paper_rank"].value_counts()
+    ranked = [(f"<br><b>paper #{int(r)}{' (tie)' if ties[r] > 1 else ''}</b>" + (f" ({v:g})" if pd.notna(v) else ""))
+              if pd.notna(r) else "" for r, v in zip(summary["paper_rank"], summary["paper_value"])]
+    cell = [f"{format_number(m, unit)} (n={int(n)}){mark}" for m, n, mark in zip(summary["mean"], summary["n"], ranked)]
+    title = (f"Ours beside the paper: {metric_label(metric)}, every setting we ran<br><sup>the paper's ranked "
+             "settings are marked (#1 = its best); compare the ranking, not the level</sup>")
+    if len(keys) == 2:
+        fx, fy = keys
+        xs = sorted(summary[fx].unique(), key=_order)
+        ys = sorted(summary[fy].unique(), key=_order)
         z = [[None] * len(xs) for _ in ys]
-        for idx, r in table.iterrows():
-            z[ys.index(r[fy])][xs.index(r[fx])] = values.loc[idx]
-        fig.add_trace(go.Heatmap(x=[str(v) for v in xs], y=[str(v) for v in ys], z=z, colorscale=scale,
-                                 texttemplate="%{z:.3g}", showscale=False), row=1, col=col)
-    fig.update_xaxes(title_text=short_name(fx), type="category")
-    fig.update_yaxes(title_text=short_name(fy), type="category")
-    fig.update_layout(title="Ours beside the paper (compare the trend and the ranking, not the level)", height=420)
+        text = [[""] * len(xs) for _ in ys]
+        for (_, r), label in zip(summary.iterrows(), cell):
+            z[ys.index(r[fy])][xs.index(r[fx])] = r["mean"]
+            text[ys.index(r[fy])][xs.index(r[fx])] = label
+        fig = go.Figure(go.Heatmap(x=[format_level(v) for v in xs], y=[format_level(v) for v in ys], z=z,
+                                   text=text, texttemplate="%{text}", colorscale="Viridis",
+                                   colorbar_title=metric_label(metric).split("/")[-1]))
+        fig.update_layout(xaxis_title=short_name(fx), yaxis_title=short_name(fy), xaxis_type="category",
+                          yaxis_type="category")
+    else:
+        labels = summary["setting"] if len(keys) != 1 else summary[keys[0]].map(format_level)
+        colours = [PAPER if pd.notna(r) else OURS for r in summary["paper_rank"]]
+        fig = go.Figure(go.Bar(x=list(labels), y=list(summary["mean"]), text=cell, textposition="auto",
+                               marker_color=colours, error_y=_error(summary, metric)))
+        fig.update_layout(xaxis_title=short_name(keys[0]) if len(keys) == 1 else "setting",
+                          yaxis_title=metric_label(metric), xaxis_type="category")
+    fig.update_layout(title=title, height=460, margin={"t": 100})
     return fig
+
+
+def format_level(value: object) -> str:
+    """A factor level on an axis: 4 not 4.0, 0.575 not 0.5753756195702879."""
+    from ablations.naming import format_value
+
+    return format_value(value)
+
+
+def _order(value: object):
+    return (0, float(value), "") if is_numeric([value]) else (1, 0.0, str(value))
 
 
 def curves(history: pd.DataFrame, keys: Sequence[str], colour_by: str, title: str) -> go.Figure:
@@ -148,6 +163,7 @@ def curves(history: pd.DataFrame, keys: Sequence[str], colour_by: str, title: st
                           row=i // cols + 1, col=i % cols + 1)
             shown.add(label)
         fig.update_xaxes(title_text="step", row=i // cols + 1, col=i % cols + 1)
+        fig.update_yaxes(title_text=metric_label(key).split("/")[-1], row=i // cols + 1, col=i % cols + 1)
     fig.update_layout(title=title, legend_title_text=colour_by, height=PANEL_HEIGHT * rows + 80)
     return fig
 
@@ -165,9 +181,9 @@ def cost_vs_metric(points: pd.DataFrame, costs: Sequence[str], metric: str) -> g
                                  line_shape="hv", name="Pareto front", marker={"color": FRONT, "size": 12, "symbol": "star"},
                                  line={"color": FRONT}, showlegend=col == 1, legendgroup="front",
                                  text=list(front["label"])), row=1, col=col)
-        fig.update_xaxes(title_text=cost, row=1, col=col, type="log" if cost.endswith("flops") else "linear")
-    fig.update_yaxes(title_text=metric, row=1, col=1)
-    fig.update_layout(title=f"{metric} against cost (mean per setting)", height=420)
+        fig.update_xaxes(title_text=metric_label(cost), row=1, col=col, type="log" if cost.endswith("flops") else "linear")
+    fig.update_yaxes(title_text=metric_label(metric), row=1, col=1)
+    fig.update_layout(title=f"{metric_label(metric)} against cost (mean per setting)", height=420)
     return fig
 
 

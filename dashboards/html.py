@@ -20,6 +20,7 @@ h1 { margin-bottom: 4px; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 4
 .meta { color: #666; font-size: 0.9em; } .note { background: #fff8e1; border-left: 4px solid #ffb300; padding: 8px 12px; }
 table { border-collapse: collapse; margin: 12px 0; font-size: 0.9em; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: left; } th { background: #f5f5f5; }
+.warning { background: #ffebee; border-left: 4px solid #c62828; padding: 8px 12px; font-weight: 600; }
 tr.flag td { background: #fff3f3; } tr.best td { background: #f1f8e9; }
 figure { display: inline-block; margin: 8px 16px 8px 0; } figure img { max-width: 640px; image-rendering: pixelated; }
 figcaption { color: #555; font-size: 0.9em; }
@@ -45,6 +46,7 @@ class Page:
     subtitle: str = ""
     sections: list[Section] = field(default_factory=list)
     figures: int = 0
+    notice: str = ""  # a warning shown under the title (a smoke run's numbers mean nothing)
 
     def section(self, title: str, intro: str = "") -> Section:
         self.sections.append(Section(title, intro))
@@ -77,6 +79,10 @@ def table_html(frame: pd.DataFrame, row_classes: Sequence[str] | None = None, di
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
+def escape_attr(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
 def image_html(png: bytes, caption: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
@@ -102,5 +108,7 @@ def render(page: Page) -> str:
         f"<title>{html.escape(page.title)}</title><style>{STYLE}</style>"
         f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script></head>"
         f"<body data-figures='{page.figures}'><h1>{html.escape(page.title)}</h1>"
-        f"<p class='meta'>{html.escape(page.subtitle)}</p>{''.join(body)}</body></html>\n"
+        f"<p class='meta'>{html.escape(page.subtitle)}</p>"
+        + (paragraph(page.notice, "warning") if page.notice else "")
+        + f"{''.join(body)}</body></html>\n"
     )

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from ablations.redact import redact_uri
 from ablations.tracking import open_client
-from dashboards import figures, html, load, summaries
+from dashboards import figures, findings, html, load, summaries
 from dashboards.load import StudyData
 
 CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
@@ -49,15 +49,24 @@ def write(page: html.Page, out: Path) -> Path:
 def _subtitle(data: StudyData) -> str:
     counts = summaries.state_counts(data.trials) if len(data.trials) else pd.DataFrame(columns=["state", "trials"])
     states = ", ".join(f"{n} {s.lower()}" for s, n in zip(counts["state"], counts["trials"])) or "no trials yet"
-    metric = f"headline {data.headline} ({data.mode})" if data.headline else "no metrics yet"
+    metric = f"headline {summaries.metric_label(data.headline)}, {data.mode}imised" if data.headline else "no metrics yet"
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{len(data.trials)} trials: {states} · {metric} · {redact_uri(data.tracking_uri)} · built {now}"
+    return (f"profile {data.spec.get('profile', '?')} · {len(data.trials)} trials: {states} · {metric} · "
+            f"{redact_uri(data.tracking_uri)} · built {now}")
+
+
+SMOKE_WARNING = ("Smoke profile: tiny models trained for a few seconds to check that the platform works. "
+                 "Its accuracies are meaningless and say nothing about the paper; this page makes no verdict. "
+                 "Run the study at the laptop (default) or paper profile for results.")
 
 
 def add_study_sections(page: html.Page, data: StudyData) -> None:
     """Every section of a study dashboard, in reading order."""
     finished = data.trials[data.trials["state"] == "FINISHED"]
+    if data.spec.get("profile") == "smoke":
+        page.notice = SMOKE_WARNING
     if data.headline and len(finished):
+        _findings_section(page, data)
         _verdict_section(page, data, finished)
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
@@ -107,6 +116,25 @@ def _headline_section(page: html.Page, data: StudyData, finished: pd.DataFrame) 
                                              fx, fy, data.headline))
 
 
+def _findings_section(page: html.Page, data: StudyData) -> None:
+    """The verdict per paper finding (the table `ablate findings` prints), first thing on the page."""
+    if not (data.spec.get("reference") or {}).get("ranking") and not (data.spec.get("reference") or {}).get("values"):
+        return
+    section = page.section("The paper's findings, and ours")
+    try:
+        report = findings.StudyFindings.of(data)
+    except KeyError as error:  # the reference names a path this study does not vary
+        section.blocks.append(html.paragraph(f"The reference block cannot be compared: {error.args[0]}", "note"))
+        return
+    if report.source:
+        section.blocks.append(html.paragraph(f"Paper: {report.source}"))
+    if report.findings:
+        classes = {findings.Verdict.AGREES: "best", findings.Verdict.DISAGREES: "flag"}
+        section.blocks.append(html.table_html(report.table(), [classes.get(f.verdict, "") for f in report.findings]))
+    if report.profile != "smoke":  # a smoke page already says so in red under its title
+        section.blocks.append(html.paragraph(report.caveat()))
+
+
 def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
     reference = data.spec.get("reference") or {}
     section = page.section("Beside the paper")
@@ -114,35 +142,21 @@ def _reference_section(page: html.Page, data: StudyData, finished: pd.DataFrame)
     if not (reference.get("ranking") or reference.get("values")):
         section.blocks.append(html.paragraph("This study file has no `reference` block, so there is nothing to compare."))
         return
-    source = " · ".join(str(reference[k]) for k in ("source", "note") if reference.get(k))
     paper_metric = reference.get("metric", data.headline)
-    if source:
-        section.blocks.append(html.paragraph(f"Paper: {source} (metric {paper_metric})."))
+    if reference.get("note"):
+        section.blocks.append(html.paragraph(f"Paper ({paper_metric}): {reference['note']}"))
     try:
-        table, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
+        ours = summaries.ours_with_paper_rank(finished, reference, data.headline, data.mode)
+        _, agreement = summaries.compare_with_reference(finished, reference, data.headline, data.mode)
     except KeyError as error:  # the reference names a path this study does not vary
         section.blocks.append(html.paragraph(f"The reference block cannot be compared: {error.args[0]}", "note"))
         return
-    keys = sorted({k for s in (reference.get("ranking") or []) + [v["setting"] for v in reference.get("values") or []]
-                   for k in s})
-    settings = reference.get("ranking") or [v["setting"] for v in reference.get("values") or []]
-    plotted = table.copy()
-    for key in keys:  # the setting's factor values, to plot on the factor's own axis
-        lookup = {summaries.format_setting(s): s.get(key) for s in settings}
-        lookup.update({summaries.format_setting(v["setting"]): v["setting"].get(key) for v in reference.get("values") or []})
-        plotted[key] = plotted["setting"].map(lookup)
-    if plotted["mean"].notna().any():
-        page.figure(section, figures.ours_vs_paper(plotted[plotted["mean"].notna()], keys, data.headline, paper_metric))
-    section.blocks.append(html.paragraph(_agreement_text(agreement)))
-    shown = pd.DataFrame({
-        "setting": table["setting"],
-        "paper": table["paper_value"],
-        "paper rank": table["paper_rank"],
-        f"ours ({data.headline})": [_mean_ci_text(r) for _, r in table.iterrows()],
-        "our rank": table["our_rank"],
-        "ranking agrees?": table["agrees"].map({True: "yes", False: "no"}).fillna("–"),
-    })
-    section.blocks.append(html.table_html(shown, ["flag" if a is False else "" for a in table["agrees"]]))
+    keys = [c for c in ours.columns if c not in ("mean", "ci_low", "ci_high", "n", "std", "setting", "paper_rank",
+                                                   "paper_value")]
+    if ours["mean"].notna().any():
+        page.figure(section, figures.ours_beside_paper(ours[ours["mean"].notna()], keys, data.headline))
+    if data.spec.get("profile") != "smoke":
+        section.blocks.append(html.paragraph(_agreement_text(agreement)))
 
 
 def _agreement_text(agreement: dict) -> str:
@@ -151,15 +165,9 @@ def _agreement_text(agreement: dict) -> str:
     best = {True: "Our best setting is the paper's best.", False: "Our best setting is NOT the paper's best.",
             None: ""}[agreement["best_agrees"]]
     tau = agreement["kendall_tau"]
-    tau_text = f"Kendall's tau between the rankings: {tau:.2f} over {agreement['n']} settings." if pd.notna(tau) else ""
+    tau_text = (f"Kendall's tau between the paper's ranking and ours over its {agreement['n']} ranked settings: "
+                f"{tau:.2f} (1 = same order, -1 = reversed).") if pd.notna(tau) else ""
     return f"{best} {tau_text}".strip()
-
-
-def _mean_ci_text(row: pd.Series) -> str:
-    if pd.isna(row["mean"]):
-        return "–"
-    half = (row["ci_high"] - row["ci_low"]) / 2
-    return f"{row['mean']:.4g} ± {half:.2g} (n={row['n']})" if pd.notna(half) else f"{row['mean']:.4g} (n={row['n']})"
 
 
 def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
@@ -174,10 +182,14 @@ def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFra
         tests = summaries.paired_vs_best(finished, by, data.headline, data.mode, pair_on)
         if tests.empty:
             continue
+        unit = summaries.metric_unit(data.headline)
+        points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
         shown = pd.DataFrame({
             "level": [summaries.format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
-            "mean": tests["mean"], "difference vs best": tests["diff"], "pairs": tests["n_pairs"],
-            "test": tests["test"], "p": tests["p_value"],
+            f"mean{f' ({unit})' if unit else ''}": [summaries.format_number(m, unit) for m in tests["mean"]],
+            f"difference vs best{points}": [summaries.format_number(d, unit) for d in tests["diff"]],
+            "pairs": tests["n_pairs"], "test": tests["test"],
+            "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
             "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
         })
         classes = ["best" if b else ("" if s else "flag") for b, s in zip(tests["is_best"], tests["significant"])]
@@ -306,10 +318,15 @@ def _state_section(page: html.Page, data: StudyData) -> None:
         section.blocks.append(html.table_html(shown, ["flag"] * len(shown)))
 
 
+# Where `ablate ui` serves a sqlite store's runs (its default host and port): run links point there.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
 def build_search_report(study_name: str, tracking_uri: str, storage_url: str, out: Path,
                         optuna_study_name: str | None = None) -> Path:
-    """The dashboard of an Optuna search: optuna.visualization figures, each trial linked to its
-    MLflow run, then the study sections built from the MLflow runs (when the experiment exists)."""
+    """The dashboard of an Optuna search: what a continuous search needs (history, importances,
+    parallel coordinates, slices, the Pareto front) and its best trials, each linked to its MLflow
+    run. A grid study's sections (per-level tests, heatmaps) do not fit sampled settings: left out."""
     import optuna
 
     study = optuna.load_study(study_name=optuna_study_name or study_name, storage=storage_url)
@@ -317,11 +334,12 @@ def build_search_report(study_name: str, tracking_uri: str, storage_url: str, ou
         data = load.load_study(study_name, tracking_uri)
     except load.StudyNotFound:
         data = None
-    page = html.Page(f"Search {study_name}", f"Optuna study {study.study_name} in {redact_uri(storage_url)}"
-                     + (f" · {_subtitle(data)}" if data else " · no MLflow runs found"))
+    profile = f"profile {data.spec.get('profile', '?')} · " if data else ""
+    page = html.Page(f"Search {study_name}", f"{profile}Optuna study {study.study_name} in {redact_uri(storage_url)}"
+                     + (f" · MLflow {redact_uri(tracking_uri)}" if data else " · no MLflow runs found"))
+    if data is not None and data.spec.get("profile") == "smoke":
+        page.notice = SMOKE_WARNING
     _search_sections(page, study, data)
-    if data is not None:
-        add_study_sections(page, data)
     return write(page, out)
 
 
@@ -331,26 +349,53 @@ def _search_sections(page: html.Page, study, data: StudyData | None) -> None:
 
     complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    section = page.section("Search", f"{len(study.trials)} trials, {len(complete)} complete; "
-                           f"objectives: {', '.join(f'{n} ({d.name.lower()})' for n, d in zip(names, study.directions))}.")
+    labels = [summaries.metric_label(n) for n in names]
+    counts = pd.Series([t.state.name for t in study.trials]).value_counts()
+    states = ", ".join(f"{n} {s}" for s, n in counts.items())
+    section = page.section("Search", f"{len(study.trials)} trials ({states}); objectives: "
+                           + ", ".join(f"{label}, {d.name.lower()}d" for label, d in zip(labels, study.directions))
+                           + ". Trial states are Optuna's: COMPLETE, PRUNED (stopped early), FAIL, RUNNING.")
     if not complete:
         section.blocks.append(html.paragraph("No trial has completed yet: nothing to plot."))
     else:
         if len(names) > 1:
-            page.figure(section, vis.plot_pareto_front(study, target_names=names))
-        for i, name in enumerate(names):
+            page.figure(section, vis.plot_pareto_front(study, target_names=labels))
+        for i, label in enumerate(labels):
             target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-            page.figure(section, _titled(vis.plot_optimization_history(study, target=target, target_name=name), name))
+            page.figure(section, _titled(vis.plot_optimization_history(study, target=target, target_name=label), label))
             try:
                 # fANOVA: direction-agnostic (PED-ANOVA, the default, ranks for *low* targets) and seeded
                 evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                fig = vis.plot_param_importances(study, evaluator=evaluator, target=target, target_name=name)
-                page.figure(section, _titled(fig, name))
+                fig = vis.plot_param_importances(study, evaluator=evaluator, target=target, target_name=label)
+                page.figure(section, _titled(fig, label))
             except (RuntimeError, ValueError) as error:  # fewer than 2 trials, or no parameter varies
-                section.blocks.append(html.paragraph(f"Parameter importances for {name}: not available ({error})."))
-            page.figure(section, _titled(vis.plot_parallel_coordinate(study, target=target, target_name=name), name))
-            page.figure(section, _titled(vis.plot_slice(study, target=target, target_name=name), name))
-    section.blocks.append(html.table_html(_search_trials_table(study, names, data)))
+                section.blocks.append(html.paragraph(f"Parameter importances for {label}: not available ({error})."))
+            page.figure(section, _titled(vis.plot_parallel_coordinate(study, target=target, target_name=label), label))
+            page.figure(section, _titled(vis.plot_slice(study, target=target, target_name=label), label))
+    table = _search_trials_table(study, names, data)
+    best = {t.number for t in _best_trials(study)}
+    if best:
+        title = "Best trial" if len(names) == 1 else f"Pareto front ({len(best)} trials)"
+        shown = table[table["trial"].isin(best)]
+        page.section(title, _link_note(data)).blocks.append(html.table_html(shown, ["best"] * len(shown)))
+    page.section("Every trial").blocks.append(
+        html.table_html(table, ["flag" if s == "FAIL" else "" for s in table["state"]]))
+
+
+def _best_trials(study) -> list:
+    import optuna
+
+    if not study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+        return []
+    return [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
+
+
+def _link_note(data: StudyData | None) -> str:
+    if data is None:
+        return "No MLflow runs found for this search."
+    if data.tracking_uri.startswith(("http://", "https://")):
+        return "Each trial links to its run on the MLflow server."
+    return f"Each trial links to its MLflow run as `ablate ui` serves it ({LOCAL_UI}; start it first)."
 
 
 def _titled(fig, objective: str):
@@ -360,7 +405,9 @@ def _titled(fig, objective: str):
 
 def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.DataFrame:
     """Optuna trials with their MLflow run: the trial's `mlflow_run_id` user attribute, else the MLflow
-    trial run tagged `ablate.optuna_trial` = number."""
+    trial run tagged `ablate.optuna_trial` = number. Numbers at their unit's precision."""
+    from ablations.naming import format_value
+
     by_number = {}
     if data is not None and "optuna_trial" in data.trials:
         by_number = {int(n): r for n, r in zip(data.trials["optuna_trial"], data.trials["run_id"]) if pd.notna(n)}
@@ -368,15 +415,20 @@ def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.
     for t in study.trials:
         run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(t.number)
         values = t.values or [None] * len(names)
-        rows.append({"trial": t.number, "state": t.state.name, **dict(zip(names, values)),
-                     **{k: v for k, v in t.params.items()}, "MLflow run": _run_link(data, run_id)})
-    return pd.DataFrame(rows)
+        rows.append({"trial": t.number, "state": t.state.name,
+                     **{summaries.metric_label(n): summaries.format_number(v, summaries.metric_unit(n))
+                        for n, v in zip(names, values)},
+                     **{summaries.short_name(k): format_value(v) for k, v in t.params.items()},
+                     "MLflow run": _run_link(data, run_id)})
+    return pd.DataFrame(rows, dtype=object)  # object: pandas' string dtype would drop the links' Html type
 
 
 def _run_link(data: StudyData | None, run_id: str | None) -> object:
     if not run_id:
         return None
-    if data is not None and data.tracking_uri.startswith(("http://", "https://")):
-        url = f"{redact_uri(data.tracking_uri).rstrip('/')}/#/experiments/{data.experiment_id}/runs/{run_id}"
-        return html.Html(f'<a href="{url}">{run_id}</a>')
-    return run_id
+    if data is None:
+        return run_id
+    base = redact_uri(data.tracking_uri).rstrip("/") if data.tracking_uri.startswith(("http://", "https://")) \
+        else LOCAL_UI
+    url = f"{base}/#/experiments/{data.experiment_id}/runs/{run_id}"
+    return html.Html(f'<a href="{html.escape_attr(url)}">{run_id[:12]}</a>')

@@ -17,6 +17,7 @@ from scipy import stats
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE
 BOOTSTRAP_RESAMPLES = 10_000
+MIN_SEEDS_FOR_CI = 3  # below this a drawn interval is noise about noise: say so instead
 
 
 def parse_value(text: object) -> object:
@@ -45,6 +46,58 @@ def is_numeric(values: Sequence[object]) -> bool:
         isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
         for v in present
     )
+
+
+def metric_unit(name: str) -> str:
+    """The unit of a logged number: "%" for task accuracies, recalls and F1 (m3ae logs them in
+    percent), "s" for seconds, "FLOPs"; "" when it has none (losses, pre-training accuracies)."""
+    stage, _, metric = name.rpartition("/")
+    if metric.endswith("seconds"):
+        return "s"
+    if metric.endswith("flops"):
+        return "FLOPs"
+    metric = metric.removeprefix("val_")
+    if stage and stage != "pretrain" and (metric.endswith(("acc", "f1")) or metric[:4] in ("ir_r", "tr_r")):
+        return "%"
+    return ""
+
+
+def metric_label(name: str) -> str:
+    """An axis title: "synth_vqa/overall_acc (%)"."""
+    unit = metric_unit(name)
+    return f"{name} ({unit})" if unit else name
+
+
+def metric_bounds(name: str) -> tuple[float, float]:
+    """The range a metric can take: [0, 100] for percentages, [0, inf) for costs, else unbounded."""
+    unit = metric_unit(name)
+    if unit == "%":
+        return 0.0, 100.0
+    return (0.0, math.inf) if unit in ("s", "FLOPs") else (-math.inf, math.inf)
+
+
+def format_number(value: float, unit: str = "") -> str:
+    """A number at the precision a reader needs: 52.3 for percentages, 41 for seconds, 4 digits else."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if unit == "%":
+        return f"{value:.1f}"
+    if unit == "s":
+        return f"{value:.0f}"
+    if unit == "FLOPs":
+        return f"{value:.2e}"
+    return f"{value:.4g}"
+
+
+def interval(summary: pd.DataFrame, bounds: tuple[float, float] = (-math.inf, math.inf),
+             min_n: int = MIN_SEEDS_FOR_CI) -> pd.DataFrame:
+    """The part of each 95% interval worth drawing: clipped to the metric's range, NaN (no bar) below
+    `min_n` seeds, where a t-interval on 2 values spans ±6.4 standard deviations and says nothing.
+    Returns [low, high, shown] aligned with `summary`."""
+    enough = summary["n"].astype(float) >= min_n
+    low = summary["ci_low"].astype(float).clip(lower=bounds[0]).where(enough)
+    high = summary["ci_high"].astype(float).clip(upper=bounds[1]).where(enough)
+    return pd.DataFrame({"low": low, "high": high, "shown": enough & low.notna()}, index=summary.index)
 
 
 def mean_ci(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, int]:
@@ -167,7 +220,7 @@ def _key(key: object) -> tuple:
     return tuple("<nan>" if isinstance(k, float) and math.isnan(k) else k for k in key)
 
 
-def _select(trials: pd.DataFrame, setting: Mapping[str, object]) -> pd.DataFrame:
+def at_setting(trials: pd.DataFrame, setting: Mapping[str, object]) -> pd.DataFrame:
     """Trials at a setting; numbers match across int/float/str ("0.75" == 0.75)."""
     mask = np.ones(len(trials), dtype=bool)
     for column, value in setting.items():
@@ -218,7 +271,7 @@ def compare_with_reference(
                        f"(factors: {[c for c in trials.columns if '.' in c]})")
     rows = []
     for i, setting in enumerate(settings):
-        ours = _select(trials, setting)
+        ours = at_setting(trials, setting)
         mean, low, high, n = mean_ci(ours[metric].dropna().to_numpy(float) if metric in ours else [])
         rows.append({"setting": format_setting(setting), "paper_value": paper_values[i],
                      "paper_rank": math.nan, "mean": mean, "ci_low": low, "ci_high": high, "n": n})
@@ -241,6 +294,27 @@ def compare_with_reference(
     return table, agreement
 
 
+def ours_with_paper_rank(trials: pd.DataFrame, reference: Mapping, metric: str, mode: str) -> pd.DataFrame:
+    """Every setting we ran over the factors the reference names (others averaged over), with the
+    paper's place where the paper ranks it (1 = its best; settings it ranks equal share a place) and its value.
+    Returns summarize()'s columns plus setting, paper_rank, paper_value."""
+    settings, values = _reference_settings(reference)
+    keys = list(dict.fromkeys(k for s in settings for k in s))
+    missing = [k for k in keys if k not in trials]
+    if missing:
+        raise KeyError(f"reference setting uses {missing}, which is not a factor of this study")
+    ours = summarize(trials, keys, metric)
+    ranks_ = _paper_ranks(reference, settings, values, mode)
+    known = ~np.isnan(ranks_)
+    ranks_[known] = stats.rankdata(ranks_[known], method="min")  # places: a tie shares the better one
+    ours["setting"] = [format_setting({k: r[k] for k in keys}) for _, r in ours.iterrows()]
+    ours["paper_rank"], ours["paper_value"] = math.nan, math.nan
+    for setting, rank, value in zip(settings, ranks_, values):
+        hit = [i for i, r in ours.iterrows() if all(same_value(r[k], v) for k, v in setting.items())]
+        ours.loc[hit, "paper_rank"], ours.loc[hit, "paper_value"] = rank, value
+    return ours
+
+
 def _reference_settings(reference: Mapping) -> tuple[list[dict], list[float]]:
     """Union of the settings in `ranking` and `values`, in ranking order, with paper values (or NaN)."""
     settings: list[dict] = []
@@ -254,8 +328,9 @@ def _reference_settings(reference: Mapping) -> tuple[list[dict], list[float]]:
         values.append(math.nan)
         return len(settings) - 1
 
-    for setting in reference.get("ranking") or []:
-        index_of(setting)
+    for entry in reference.get("ranking") or []:
+        for setting in entry if isinstance(entry, list) else [entry]:  # a list: settings ranked equal
+            index_of(setting)
     for entry in reference.get("values") or []:
         values[index_of(entry["setting"])] = float(entry["value"])
     return settings, values
@@ -266,14 +341,20 @@ def _paper_ranks(reference: Mapping, settings: list[dict], values: list[float], 
     ranking = reference.get("ranking") or []
     if ranking:
         out = np.full(len(settings), np.nan)
-        out[: len(ranking)] = np.arange(1, len(ranking) + 1)
+        place = 0
+        for entry in ranking:  # a group of equal settings shares the mean of the places it takes
+            group = entry if isinstance(entry, list) else [entry]
+            out[place: place + len(group)] = place + (len(group) + 1) / 2
+            place += len(group)
         return out
     return ranks(values, mode)
 
 
 def format_setting(setting: Mapping[str, object]) -> str:
     """{"model.mim.mask_ratio": 0.75} -> "mim.mask_ratio=0.75" (the last two path parts)."""
-    return ", ".join(f"{short_name(k)}={v}" for k, v in setting.items())
+    from ablations.naming import format_value
+
+    return ", ".join(f"{short_name(k)}={format_value(v) if isinstance(v, float) else v}" for k, v in setting.items())
 
 
 def short_name(path: str) -> str:
@@ -326,8 +407,8 @@ def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metri
     for d in decisions:
         if any(path not in finished for path in {**d["setting"], **d["against"]}):
             continue  # a decision about paths these trials do not carry
-        own = _select(finished, d["setting"])[["seed", metric]].dropna()
-        lead = _select(finished, d["against"])[["seed", metric]].dropna()
+        own = at_setting(finished, d["setting"])[["seed", metric]].dropna()
+        lead = at_setting(finished, d["against"])[["seed", metric]].dropna()
         pairs = own.merge(lead, on="seed", suffixes=("_setting", "_against")).sort_values("seed")
         label = f"{format_setting(d['setting'])} vs {format_setting(d['against'])}"
         for _, p in pairs.iterrows():

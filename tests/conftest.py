@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# No Chromium screenshot of every dashboard a test builds (dashboards.screenshot.log_top).
+os.environ.setdefault("ABLATE_DASHBOARD_PNG", "0")
+
 
 def sqlite_uri(path: Path) -> str:
     """An absolute MLflow sqlite URI for a database file."""

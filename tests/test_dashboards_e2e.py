@@ -37,11 +37,12 @@ def test_smoke_study_dashboard(tmp_path, ray_session, capsys):
     capsys.readouterr()
     out = tmp_path / "again.html"
     assert ablate(["report", str(study), "--workdir", str(workdir), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out)
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
     page = out.read_text()
     expected = int(re.search(r"data-figures='(\d+)'", page).group(1))
     assert expected == page.count('class="plotly-graph-div"') >= 6  # factor, paper, pre-train, fine-tune, cost, states
-    assert "mim.mask_ratio=0.75" in page and "ranking agrees?" in page
+    assert "mim.mask_ratio=0.75" in page and "<th>paper&#x27;s finding</th>" in page
+    assert "<td>not judged (smoke profile)</td>" in page and "Smoke profile:" in page  # no verdict on smoke
     assert page.count("<img alt=") == 2  # a reconstruction grid per mask ratio
     assert '"text":"pretrain\\u002fmim_loss"' in page
 

@@ -39,15 +39,43 @@ def test_heatmap_places_means_by_level():
     assert [list(row) for row in fig.data[0].z] == [[1.0, 2.0], [3.0, 4.0]] and list(fig.data[0].x) == ["0.25", "0.75"]
 
 
-def test_ours_vs_paper_uses_rank_axis_when_only_ranking():
-    table = pd.DataFrame({"setting": ["r=0.25", "r=0.75"], "r": [0.25, 0.75], "paper_value": [float("nan")] * 2,
-                          "paper_rank": [2.0, 1.0], "mean": [0.5, 0.7], "ci_low": [0.4, 0.6], "ci_high": [0.6, 0.8]})
-    fig = figures.ours_vs_paper(table, ["r"], "t/acc", "vqa_rad/overall_acc")
-    assert fig.layout.yaxis2.autorange == "reversed" and list(fig.data[1].y) == [2.0, 1.0]
-    assert fig.layout.annotations[1].text == "paper: rank (1 = best)"
-    table["paper_value"] = [70.0, 77.0]
-    fig = figures.ours_vs_paper(table, ["r"], "t/acc", "vqa_rad/overall_acc")
-    assert list(fig.data[1].y) == [70.0, 77.0] and fig.layout.annotations[1].text == "paper: vqa_rad/overall_acc"
+def test_ours_beside_paper_shows_every_setting_and_marks_the_papers_ranks_as_integers():
+    ours = pd.DataFrame({"x": [0.25, 0.25, 0.75, 0.75], "y": [0.15, 0.5, 0.15, 0.5], "mean": [55.0, 50.0, 52.0, 48.0],
+                         "ci_low": [50.0] * 4, "ci_high": [60.0] * 4, "n": [3] * 4, "std": [1.0] * 4,
+                         "setting": ["a", "b", "c", "d"], "paper_rank": [float("nan"), 2.0, 1.0, float("nan")],
+                         "paper_value": [float("nan")] * 4})
+    fig = figures.ours_beside_paper(ours, ["x", "y"], "t/overall_acc")
+    heat = fig.data[0]
+    assert [list(row) for row in heat.z] == [[55.0, 52.0], [50.0, 48.0]]  # all four of ours, not only the ranked two
+    assert heat.text[0][1] == "52.0 (n=3)<br><b>paper #1</b>" and heat.text[1][0].endswith("paper #2</b>")
+    assert heat.text[0][0] == "55.0 (n=3)" and heat.colorbar.title.text == "overall_acc (%)"
+    bars = figures.ours_beside_paper(ours.assign(y=0.15).head(2).assign(x=["mlp", "tr"]), ["x"], "t/overall_acc")
+    assert bars.layout.yaxis.title.text == "t/overall_acc (%)" and list(bars.data[0].x) == ["mlp", "tr"]
+
+
+def test_accuracy_axes_carry_their_unit():
+    fig = figures.metric_vs_factor({"t/overall_acc": _summary("r", [0.25, 0.75], [50.0, 55.0])}, "r")
+    assert fig.layout.yaxis.title.text == "overall_acc (%)"
+    s = pd.DataFrame({"x": [1], "y": [2], "mean": [50.0], "ci_low": [40.0], "ci_high": [60.0], "n": [3]})
+    assert figures.heatmap(s, "x", "y", "t/acc").data[0].colorbar.title.text == "acc (%)"
+    points = pd.DataFrame({"label": ["x"], "mean": [50.0], "cost/pretrain_seconds": [10.0],
+                           "front_cost/pretrain_seconds": [True]})
+    cost = figures.cost_vs_metric(points, ["cost/pretrain_seconds"], "t/acc")
+    assert cost.layout.xaxis.title.text == "cost/pretrain_seconds (s)" and cost.layout.yaxis.title.text == "t/acc (%)"
+
+
+def test_intervals_are_clipped_to_the_range_and_dropped_below_three_seeds():
+    s = pd.DataFrame({"r": [1, 2, 3], "mean": [1.0, 50.0, 99.0], "ci_low": [-1.4, 40.0, 90.0],
+                      "ci_high": [3.4, 60.0, 108.0], "n": [3, 2, 3]})
+    bars = figures.metric_vs_factor({"t/acc": s}, "r").data[0].error_y
+    assert list(bars.arrayminus) == pytest.approx([1.0, 0.0, 9.0])  # down to 0 %, not -1.4 %
+    assert list(bars.array) == pytest.approx([2.4, 0.0, 1.0])  # up to 100 %; none with 2 seeds
+    cells = figures.heatmap(s.assign(x=s["r"], y=1), "x", "y", "t/acc").data[0].text[0]
+    assert list(cells) == ["1.0 ± 2.4<br>n=3", "50.0<br>n=2", "99.0 ± 9.0<br>n=3"]
+
+
+def test_levels_print_short():
+    assert [figures.format_level(v) for v in (0.5753756195702879, 4.0, True, "mlp")] == ["0.575", "4", "true", "mlp"]
 
 
 def test_curves_one_line_per_run_and_one_legend_entry_per_label():

@@ -148,6 +148,15 @@ def test_zipped_paths_become_one_factor():
     assert "model.mim.enabled" in joined  # reference settings still find the single paths
 
 
+def test_ours_with_paper_rank_keeps_every_setting_and_gives_tied_settings_one_place():
+    trials = pd.DataFrame({"a": [1, 1, 2, 2, 3, 3, 4, 4], "seed": [0, 1] * 4,
+                           "t/acc": [50.0, 52.0, 40.0, 42.0, 45.0, 47.0, 30.0, 32.0]})
+    reference = {"ranking": [{"a": 1}, [{"a": 2}, {"a": 3}]]}  # a = 4: run by us, not ranked by the paper
+    ours = S.ours_with_paper_rank(trials, reference, "t/acc", "max").set_index("a")
+    assert list(ours.index) == [1, 2, 3, 4] and list(ours["mean"]) == [51.0, 41.0, 46.0, 31.0]
+    assert list(ours["paper_rank"].iloc[:3]) == [1, 2, 2] and math.isnan(ours.loc[4, "paper_rank"])
+
+
 DECISIONS = [  # as decisions.json: ratio 0.25 against the leader 0.75
     {"setting": {"model.mim.mask_ratio": 0.25}, "against": {"model.mim.mask_ratio": 0.75}, "seeds": 3,
      "diff": -2.0, "ci_low": -5.5, "ci_high": 1.5, "verdict": "undecided"},

@@ -17,7 +17,7 @@ class Recorder(Callback):
     def __init__(self):
         self.events = []
 
-    def on_stage_start(self, stage):
+    def on_stage_start(self, stage, total_steps=None):
         self.events.append(("start", stage))
 
     def on_step(self, stage, step, metrics):

@@ -29,13 +29,13 @@ def run(args) -> int:
                          for r in trials.values())
         latest = max(studies, key=lambda r: r.info.start_time)
         total = int(latest.data.params.get("trials", len(trials)))  # the study's size as last run
-        rows.append([experiment.name, str(total), *[str(states.get(s, 0)) for s in
+        rows.append([experiment.name, latest.data.params.get("profile", "?"), str(total), *[str(states.get(s, 0)) for s in
                      ("FINISHED", "FAILED", "RUNNING", "KILLED", "PRUNED")], str(max(0, total - len(trials))),
                      str(len(studies)), _time(latest.info.start_time)])
     if not rows:
         print(f"no studies yet in {tracking.redact_uri(uri)}")
         return 0
-    print(render_table(["study", "trials", "finished", "failed", "running", "killed", "pruned", "not run",
+    print(render_table(["study", "profile", "trials", "finished", "failed", "running", "killed", "pruned", "not run",
                         "invocations", "last run"], rows))
     return 0
 

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             path = build_report(name, uri, out, _spec_override(name, uri, study_file))
     except StudyNotFound as error:
         raise UsageError(str(error)) from error
-    print(path)
+    print(f"wrote {path}")
     return 0
 
 

@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Printer:
     """Prints evaluations and stage ends as they happen (one line each)."""
 
-    def on_stage_start(self, stage):
+    def on_stage_start(self, stage, total_steps=None):
         print(f"[{stage}] started", flush=True)
 
     def on_step(self, stage, step, metrics):

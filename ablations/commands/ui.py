@@ -24,7 +24,39 @@ def run(args) -> int:
                "--default-artifact-root", (args.workdir / "artifacts").as_uri(),
                "--host", args.host, "--port", str(args.port), "--workers", "1"]
     # One browsing user: one worker.
-    return serve(command, f"MLflow UI for {args.workdir}: http://{args.host}:{args.port}  (Ctrl-C to stop)")
+    base = f"http://{args.host}:{args.port}"
+    lines = [f"MLflow UI for {args.workdir}: {base}  (Ctrl-C to stop)"]
+    for name, url, dashboard in study_urls(f"sqlite:///{db}", base):
+        lines.append(f"  {name}: {url}" + (f"\n    dashboard: {dashboard}" if dashboard else ""))
+    return serve(command, "\n".join(lines))
+
+
+# The UI's navigation follows a per-browser choice between "GenAI" (the default) and "Model
+# training"; this query parameter selects the latter for the page it opens.
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def study_urls(tracking_uri: str, base: str) -> list[tuple[str, str, str | None]]:
+    """(study, URL of its runs table, URL of its newest dashboard or None) per experiment. The URLs open
+    MLflow's model-training view; experiments written before the platform tagged them get the tag that
+    makes that view the default."""
+    from ablations.tracking import EXPERIMENT_KIND, KIND, MODEL_TRAINING, dashboard_path, open_client
+
+    client = open_client(tracking_uri)
+    urls = []
+    for experiment in sorted(client.search_experiments(), key=lambda e: e.name):
+        if experiment.name == "Default":
+            continue
+        if experiment.tags.get(EXPERIMENT_KIND) != MODEL_TRAINING:
+            client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, MODEL_TRAINING)
+        studies = client.search_runs([experiment.experiment_id], f"tags.`{KIND}` = 'study'", max_results=1,
+                                     order_by=["attributes.start_time DESC"])
+        dashboard = None
+        if studies and any(a.path == "dashboard.html" for a in client.list_artifacts(studies[0].info.run_id)):
+            dashboard = f"{base}/{dashboard_path(experiment.experiment_id, studies[0].info.run_id)}?{TRAINING_VIEW}"
+        urls.append((experiment.name, f"{base}/#/experiments/{experiment.experiment_id}/runs?{TRAINING_VIEW}",
+                     dashboard))
+    return urls
 
 
 def serve(command: list[str], banner: str) -> int:

@@ -15,8 +15,8 @@ from typing import Mapping
 class Callback:
     """Override what you need; every hook defaults to doing nothing."""
 
-    def on_stage_start(self, stage: str) -> None:
-        """A stage begins (before its first step)."""
+    def on_stage_start(self, stage: str, total_steps: int | None = None) -> None:
+        """A stage begins (before its first step); `total_steps`: the optimizer steps it will take."""
 
     def on_step(self, stage: str, step: int, metrics: Mapping[str, float]) -> None:
         """After an optimizer step: training losses, lr, throughput."""
@@ -37,9 +37,9 @@ class CallbackList(Callback):
     def __init__(self, callbacks=()):
         self.callbacks = list(callbacks)
 
-    def on_stage_start(self, stage):
+    def on_stage_start(self, stage, total_steps=None):
         for cb in self.callbacks:
-            cb.on_stage_start(stage)
+            cb.on_stage_start(stage, total_steps)
 
     def on_step(self, stage, step, metrics):
         for cb in self.callbacks:
