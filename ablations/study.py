@@ -89,7 +89,24 @@ def trial_table(spec: StudySpec, trials: list[Trial]) -> str:
         footer += (f"\nadaptive seeds: the first round (seeds 0..{a.start - 1}); then one more seed per round for the "
                    f"leader and each setting not yet told apart from it (min_effect {a.min_effect:g}), up to "
                    f"{a.max} seeds: at most {spec.num_trials()} trials")
+    if trials:
+        footer += "\n" + finetune_settings(trials[0].config, spec.tasks)
     return render_table(header, rows) + "\n" + footer
+
+
+def finetune_settings(cfg, tasks) -> str:
+    """How each task fine-tunes (finetune.per_task applied), one line per task: the settings
+    the paper's code varies by task, so a dry run shows what each task will run with."""
+    from m3ae.config import task_config
+
+    lines = ["fine-tuning per task:"]
+    for task in tasks:
+        t = task_config(cfg, task)
+        f = t.finetune
+        micro = f" (micro-batches of {f.micro_batch_size})" if f.micro_batch_size else ""
+        lines.append(f"  {task}: batch {f.batch_size}{micro}, {f.epochs} epochs, lr {f.lr:g} (fusion x{f.fusion_lr_mult:g}, "
+                     f"heads x{f.head_lr_mult:g}), images {t.model.vision.image_size} px, text {t.model.text.max_length} tokens")
+    return "\n".join(lines)
 
 
 def render_table(header: list[str], rows: list[list[str]]) -> str:

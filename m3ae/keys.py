@@ -11,12 +11,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from m3ae.config import SYNTH_TASK_FIELDS, Config, config_hash, to_dict
+from m3ae.config import SYNTH_TASK_FIELDS, Config, PerTaskConfig, config_hash, to_dict
 
 # data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
 # (the tokenizer is trained on the pre-training corpus alone)
 NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIELDS.items()
                                          if task != "synth_pairs" for name in names))
+
+
+# Fields added after studies were run, with the value that behaves as before they existed: left
+# out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
+LATER_FIELDS = {"pretrain.micro_batch_size": 0, "finetune.micro_batch_size": 0,
+                "finetune.per_task": to_dict(PerTaskConfig()), "model.fusion.input_norm": True, "model.init": None}
+
+
+def _plain(cfg: Config) -> dict[str, Any]:
+    data = to_dict(cfg)
+    for path, default in LATER_FIELDS.items():
+        *parents, name = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        if node.get(name) == default:
+            del node[name]
+    return data
 
 
 def pretrain_view(cfg: Config) -> dict[str, Any]:
@@ -26,7 +44,7 @@ def pretrain_view(cfg: Config) -> dict[str, Any]:
     from m3ae.data.tokenizer import TOKENIZER_VERSION
     from m3ae.model.streams import STREAMS_VERSION
 
-    data = to_dict(cfg)
+    data = _plain(cfg)
     return {"model": data["model"],
             "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
@@ -40,7 +58,7 @@ def pretrain_key(cfg: Config) -> str:
 
 
 def trial_id(cfg: Config) -> str:
-    data = to_dict(cfg)
+    data = _plain(cfg)
     data.pop("threads")  # how fast, not what: the same trial
     data.pop("compile")
     data["data"].pop("num_workers")
