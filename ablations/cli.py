@@ -30,6 +30,7 @@ VERBS = {
     "ui": ("ui", "start the MLflow UI on this work directory's store"),
     "server": ("server", "an MLflow tracking server (database + proxied artifacts) for a cluster's workers"),
     "data": ("data", "look at the data (ablate data show TASK)"),
+    "import-m3ae": ("import_m3ae", "convert an official M3AE checkpoint (.ckpt) to this project's format"),
 }
 
 

@@ -36,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Mapping
 
+from m3ae import plugins
 from m3ae.train.callbacks import Callback, CallbackList
 
 DRIVER_MEMORY = 256 * 2**20  # what a data-parallel trial's own process reserves (Tune cannot reserve nothing)
@@ -138,7 +139,8 @@ class WorkerGroup:
         self._relay = ray.remote(num_cpus=0)(_Relay).options(scheduling_strategy=here).remote()
         per_worker = {"CPU": self.cpu, **({"GPU": self.gpu} if self.gpu else {})}
         trainer = TorchTrainer(
-            _worker_loop, train_loop_config={"relay": self._relay},
+            # the plugins this process imported: the workers build the same components
+            _worker_loop, train_loop_config={"relay": self._relay, "plugins": plugins.loaded()},
             scaling_config=ray.train.ScalingConfig(num_workers=self.workers, use_gpu=self.gpu > 0,
                                                    resources_per_worker=per_worker),
             run_config=ray.train.RunConfig(name=self.name, storage_path=self.storage,
@@ -278,6 +280,7 @@ def _worker_loop(config: dict) -> None:
     from m3ae.train import finetune, pretrain
     from m3ae.train.distributed import DataParallel
 
+    plugins.load(config.get("plugins", ()))  # before any config names their components
     relay, stages = config["relay"], {"pretrain": pretrain, "finetune": finetune}
     device = ray.train.torch.get_device()
     while True:

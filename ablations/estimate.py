@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ablations.study import Trial, expand
+from m3ae.config import task_config
 
 # Planning assumption for GPU-hours: an A100's dense bf16 peak at a typical 40% utilisation.
 GPU_NAME = "A100 (bf16, 40% utilisation)"
@@ -199,15 +200,16 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
             est.pretrain_flops += pre.flops * cfg.pretrain.steps
             est.pretrain_seconds += pre.seconds * cfg.pretrain.steps
         for task in cfg.finetune.tasks:
-            examples = finetune_examples(cfg, task)
+            tcfg = task_config(cfg, task)  # the task's own batch and epochs (probed at the base sizes)
+            examples = finetune_examples(tcfg, task)
             if examples is None:
                 continue
-            steps = -(-examples // cfg.finetune.batch_size) * cfg.finetune.epochs
+            steps = -(-examples // tcfg.finetune.batch_size) * tcfg.finetune.epochs
             est.finetune_flops += fine.flops * steps
             est.finetune_seconds += fine.seconds * steps
             examples, images = eval_examples(cfg, task)
             # validation passes over the val split, one pass over test: val + test per pass, halved
-            passes = (eval_passes(cfg) + 1) / 2
+            passes = (eval_passes(tcfg) + 1) / 2
             est.eval_flops += passes * (examples * fuse.flops + images * encode.flops)
             est.eval_seconds += passes * (examples * fuse.seconds + images * encode.seconds)
         row["pretrain_step_gflop"] = pre.flops / 1e9

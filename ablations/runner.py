@@ -88,18 +88,24 @@ def say(text: str) -> None:
 # --------------------------------------------------------------------------- Ray
 
 
-def connect_ray(address: str | None) -> bool:
+def connect_ray(address: str | None, plugins=()) -> bool:
     """Join `address` / RAY_ADDRESS, or start a local Ray on this machine's cores.
-    Returns True when this call started the session (so we shut it down after)."""
+    Returns True when this call started the session (so we shut it down after).
+    `plugins`: plugin modules shipped with the job to every worker and checked on every node
+    (`ablations.plugins`); a node that cannot import them stops the study before any trial."""
     import ray
+
+    from ablations.plugins import check_nodes, py_modules
 
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         check_address(address)  # Ray itself would retry an address nobody answers at for minutes
     if ray.is_initialized():
+        check_nodes(plugins)  # the caller's session: it must already carry them
         return False
     os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # trials keep our cwd; we use absolute paths anyway
-    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}}
+    runtime_env = {"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"},
+                   **({"py_modules": py_modules(plugins)} if plugins else {})}
     on_sigterm = signal.getsignal(signal.SIGTERM)
     quiet = console.ray_init_options()
     if address:
@@ -114,6 +120,11 @@ def connect_ray(address: str | None) -> bool:
         # ray.init replaces a SIGTERM handler with its own, which exits (or aborts) at once and
         # leaves the runs RUNNING; the CLI's stops the study as Ctrl-C does, and shuts Ray down after
         signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        check_nodes(plugins)
+    except BaseException:
+        ray.shutdown()
+        raise
     return True
 
 
@@ -244,7 +255,7 @@ def run_study(spec: StudySpec, trials: list[Trial], spec_text: str, *, workdir: 
     workdir = Path(workdir).absolute()
     # the cluster first: an address nobody answers at, or a trial no node can hold, is refused
     # before anything is written
-    started = connect_ray(address)
+    started = connect_ray(address, list(dict.fromkeys(m for t in trials for m in t.plugins)))
     try:
         require_resources(spec.resources.model_dump(), say)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ A search is a study file with `kind: search` and a `space` instead of `factors`:
     tasks: [synth_vqa]
     enqueue: [{model.mim.mask_ratio: 0.75, ...}]       # points to evaluate first (the paper's setting)
     resources: {cpu: 1, gpu: 0}
+    plugins: [my_masking]                              # modules that register components of your own
 
 Errors come from the study machinery of `ablations.spec` (`SpecError`, file and
 line, closest valid name), and values are checked by building a `Config` at
@@ -40,7 +41,7 @@ from pydantic import Field, ValidationError
 
 from ablations.spec import (
     COST_METRICS, NAME_PATTERN, DataSpec, Resources, Seed, SpecError, StudySpec, _check_path, _closest, _load_yaml,
-    _Problems, _schema_errors, _Strict, check_resources, produced_metrics, read_file,
+    _Problems, _schema_errors, _Strict, check_resources, load_plugins, produced_metrics, read_file,
 )
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
@@ -116,6 +117,7 @@ class SearchSpec(_Strict):
     tasks: list[str] = Field(min_length=1)
     enqueue: list[dict[str, Any]] = []  # parameter sets to try first
     resources: Resources = Resources()
+    plugins: list[str] = []  # modules imported before any config is built (m3ae.plugins)
 
     # ---- derived views
 
@@ -148,9 +150,12 @@ class SearchSpec(_Strict):
 
     def fingerprint(self) -> str:
         """What a trial means: a stored Optuna study only resumes under the same fingerprint."""
-        return config_hash({"profile": self.profile, "base": self.base, "data": self.data.model_dump(),
-                            "tasks": self.tasks, "seeds": self.seeds, "space": self.space,
-                            "objectives": [o.model_dump() for o in self.objectives]})
+        meaning = {"profile": self.profile, "base": self.base, "data": self.data.model_dump(),
+                   "tasks": self.tasks, "seeds": self.seeds, "space": self.space,
+                   "objectives": [o.model_dump() for o in self.objectives]}
+        if self.plugins:  # only then, so searches without plugins keep their fingerprints
+            meaning["plugins"] = list(self.plugins)
+        return config_hash(meaning)
 
     def as_study(self, factors: dict[str, Any], seeds: list[int] | None = None, name: str | None = None,
                  description: str = "") -> StudySpec:
@@ -159,7 +164,7 @@ class SearchSpec(_Strict):
         return StudySpec(name=name or self.name, description=description, profile=self.profile, base=dict(self.base),
                          factors=factors, seeds=list(seeds or self.seeds), data=self.data, tasks=list(self.tasks),
                          metric={"name": first.metric, "mode": "max" if first.direction == "maximize" else "min"},
-                         resources=self.resources)
+                         resources=self.resources, plugins=list(self.plugins))
 
 
 # --------------------------------------------------------------------------- Optuna objects
@@ -269,6 +274,8 @@ def parse_search(text: str, source: str = "<search>", profile_name: str | None =
     except ValidationError as error:
         _schema_errors(error, problems, root=SearchSpec)
         problems.raise_if_any()
+    load_plugins(spec.plugins, source, problems)
+    problems.raise_if_any()
     _check_dimensions(spec, problems)
     problems.raise_if_any()
     _check_semantics(spec, problems)

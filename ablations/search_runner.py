@@ -49,7 +49,7 @@ from ablations import console, tracking
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.paths import within
 from ablations.search import SearchSpec, build_pruner, build_sampler, distributions, grid_size
-from ablations.spec import SpecError
+from ablations.spec import SpecError, plugin_modules
 from ablations.study import Trial, format_value, render_table, short_path, trial_pretrain_key
 from m3ae.config import ConfigError
 from m3ae.keys import trial_id
@@ -357,7 +357,8 @@ class Driver:
 
     def _trial(self, params: dict, seed: int) -> Trial:
         cfg = self.spec.config(params, seed)
-        return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers))
+        return Trial(trial_id(cfg), seed, dict(params), cfg, trial_pretrain_key(cfg, self.spec.resources.workers),
+                     plugin_modules(self.spec))
 
     def _finished_twin(self, key: str, number: int):
         """A complete or pruned trial of this study with the same resolved configs."""
@@ -519,7 +520,7 @@ def _run_search(spec: SearchSpec, spec_text: str, workdir: Path, storage_url: st
         n_trials = grid_size(spec)
     # the cluster first: an address nobody answers at, or a trial no node can hold, is refused
     # before anything is written
-    started = connect_ray(address)
+    started = connect_ray(address, plugin_modules(spec))
     try:
         require_resources(spec.resources.model_dump(), say)
         workdir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ A study is a grid over dotted config paths:
     scheduler: {name: fifo}                           # or {name: asha, grace_period: 1, ...}
     reference: {source: ..., ranking: [...], values: [...]}  # ranking: best first; a nested list ties
     alias: {model.mim.mask_ratio: img}                # optional: a factor's short name in run names
+    plugins: [my_masking]                             # modules that register components of your own
+                                                      # (importable, or next to the study file)
 
 `load_spec(path)` returns a `StudySpec` or raises `SpecError` naming the file,
 the key, its line, what was expected and the closest valid name. Values are
@@ -208,6 +210,7 @@ class StudySpec(_Strict):
     reference: Optional[Reference] = None
     alias: dict[str, str] = {}  # factor path -> short name in run names ("model.mim.mask_ratio": img)
     max_trials: int = Field(64, ge=1, le=10_000)  # guard against a grid that explodes
+    plugins: list[str] = []  # modules imported before any config is built (m3ae.plugins)
 
     # ---- seeds
 
@@ -407,9 +410,35 @@ def parse_spec(text: str, source: str = "<study>", profile_name: str | None = No
     except ValidationError as error:
         _schema_errors(error, problems)
         problems.raise_if_any()
+    load_plugins(spec.plugins, source, problems)
+    problems.raise_if_any()
     spec = _check_semantics(spec, problems)
     problems.raise_if_any()
     return spec
+
+
+def load_plugins(names: list[str], source: str, problems: _Problems) -> None:
+    """Import a file's plugin modules before any config names their components; a module is
+    also looked for in the file's folder."""
+    from m3ae.plugins import PluginError, load
+
+    folder = Path(source).parent if Path(source).is_file() else None
+    for i, name in enumerate(names):
+        try:
+            load([name], [folder] if folder else [])
+        except PluginError as error:
+            problems.add(("plugins", i), str(error))
+
+
+def plugin_modules(spec) -> tuple[str, ...]:
+    """Every plugin module a study's or search's trials need: its `plugins:`, then the modules
+    that registered the components it names (installed entry-point plugins included), so
+    workers import them and Ray ships them."""
+    from m3ae.plugins import modules_named
+
+    values = [spec.base, getattr(spec, "factors", {}), getattr(spec, "space", {}), getattr(spec, "enqueue", []),
+              spec.data.model_dump(), spec.tasks]
+    return tuple(dict.fromkeys([*spec.plugins, *modules_named(values)]))
 
 
 # --------------------------------------------------------------------------- semantic checks

@@ -33,6 +33,7 @@ PARENT_TAG = "mlflow.parentRunId"
 KIND, STUDY, TRIAL_ID, PRETRAIN_KEY, SEED = "ablate.kind", "ablate.study", "ablate.trial_id", "ablate.pretrain_key", "ablate.seed"
 PRETRAIN_RUN_ID, STUDY_RUN_ID, ERROR = "ablate.pretrain_run_id", "ablate.study_run_id", "ablate.error"
 FACTOR_PREFIX = "ablate.factor."
+PLUGIN_PREFIX = "plugin."  # trial run params: plugin.<module> = <version>+sha256:<hash of its files>
 HOST, PID, PRUNED, TASK = "ablate.host", "ablate.pid", "ablate.pruned", "ablate.task"
 # MLflow 3's UI opens an experiment in its GenAI view (traces, token usage) unless the experiment
 # says it holds model training; this is the tag and value its UI reads for that.
@@ -454,6 +455,17 @@ class Pruned(Exception):
     run and its stage run end KILLED, tagged `ablate.pruned` = "true", not FAILED."""
 
 
+def plugin_params(trial) -> dict[str, str]:
+    """`plugin.<module>`: the version and file hash of each plugin module a trial loaded or
+    whose components its config names (what its cache keys hash)."""
+    from m3ae import plugins
+    from m3ae.config import to_dict
+
+    modules = {name.split(".")[0] for name in trial.plugins}
+    used = {**{m: plugins.identity(m) for m in modules}, **plugins.used_by(to_dict(trial.config))}
+    return {f"{PLUGIN_PREFIX}{module}": value for module, value in sorted(used.items())}
+
+
 class TrialRun:
     """The MLflow side of one trial: its run, its stage runs, its final numbers.
 
@@ -485,7 +497,7 @@ class TrialRun:
 
         name = self.name or run_name(self.trial.factors, self.trial.seed, factor_aliases(list(self.trial.factors)))
         self.run_id = self.tracker.start_run(self.experiment_id, name, self._tags("trial"), parent=self.study_run_id)
-        self.tracker.log_params(self.run_id, flatten(self.trial.config))
+        self.tracker.log_params(self.run_id, {**flatten(self.trial.config), **plugin_params(self.trial)})
         self.tracker.log_text(self.run_id, to_yaml(self.trial.config), "config.yaml")
         return self
 

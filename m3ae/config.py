@@ -155,6 +155,8 @@ class FusionConfig:
     num_heads: int = 2
     mlp_ratio: float = 4.0
     dropout: float = 0.1
+    # LayerNorm on each stream after projection + type embedding; the official code has none
+    input_norm: bool = True
 
     def __post_init__(self):
         _check_component("FUSION", self.name, "model.fusion.name")
@@ -238,6 +240,9 @@ class ModelConfig:
     # separate: one fusion pass per objective (the paper's code); joint: MIM and MLM share one
     # pass over the masked image and the masked text (fewer FLOPs; an ablation of its own)
     passes: Literal["separate", "joint"] = "separate"
+    # a checkpoint of this project's format (e.g. written by `ablate import-m3ae`) the model starts
+    # from: every tensor must fit, except pre-training heads it lacks (they keep their init)
+    init: Optional[str] = None
 
     def __post_init__(self):
         n = self.fusion.num_layers
@@ -294,11 +299,15 @@ class OptimConfig:
     fusion_lr_mult: float = 5.0  # the paper's code trains fusion layers at 5x the base lr
     head_lr_mult: float = 5.0  # and task / objective heads at 5x (up to 50x)
     grad_clip: float = 1.0  # max gradient norm; 0 disables
+    # examples per forward/backward (per process); gradients accumulate up to batch_size; 0 = whole batch
+    micro_batch_size: int = 0
 
     def __post_init__(self):
         stage = "pretrain" if isinstance(self, PretrainConfig) else "finetune"  # the section it is read from
         _check_float(self.lr, f"{stage}.lr", 0.0, low_open=True)
         _check_float(self.weight_decay, f"{stage}.weight_decay", 0.0)
+        _check(self.micro_batch_size >= 0, f"{stage}.micro_batch_size",
+               f"must be non-negative (0 = the whole batch), got {self.micro_batch_size}")
         _check_float(self.warmup_frac, f"{stage}.warmup_frac", 0.0, high=1.0, high_open=True)
         _check_float(self.fusion_lr_mult, f"{stage}.fusion_lr_mult", 0.0, low_open=True)
         _check_float(self.head_lr_mult, f"{stage}.head_lr_mult", 0.0, low_open=True)
@@ -321,6 +330,47 @@ class PretrainConfig(OptimConfig):
                                                             f"got {self.batch_size}")
         _check_int(self.eval_every, "pretrain.eval_every", 0)
         _check_int(self.eval_batches, "pretrain.eval_batches", 1)
+        _check(self.micro_batch_size == 0 or (self.micro_batch_size >= 2 and self.batch_size % self.micro_batch_size == 0),
+               "pretrain.micro_batch_size", f"must be 0 or a divisor of pretrain.batch_size {self.batch_size} of at "
+               f"least 2 (ITM draws its negatives within each micro-batch), got {self.micro_batch_size}")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """One task's fine-tuning settings where they differ from `finetune`'s; None keeps
+    finetune's value (or the model's, for image_size and max_length)."""
+
+    batch_size: Optional[int] = None  # the effective batch
+    micro_batch_size: Optional[int] = None  # examples per forward/backward; 0 = the whole batch
+    epochs: Optional[int] = None
+    lr: Optional[float] = None
+    fusion_lr_mult: Optional[float] = None
+    head_lr_mult: Optional[float] = None
+    image_size: Optional[int] = None  # model.vision.image_size while fine-tuning (positions interpolated)
+    max_length: Optional[int] = None  # model.text.max_length while fine-tuning
+
+
+@dataclass(frozen=True)
+class PerTaskConfig:
+    """Per-task settings by task name (`finetune.per_task.vqa_rad.epochs=50`): the
+    paper's code fine-tunes each task with its own batch, epochs and head lr."""
+
+    synth_vqa: TaskSettings = field(default_factory=TaskSettings)
+    synth_cls: TaskSettings = field(default_factory=TaskSettings)
+    synth_irtr: TaskSettings = field(default_factory=TaskSettings)
+    vqa_rad: TaskSettings = field(default_factory=TaskSettings)
+    slake: TaskSettings = field(default_factory=TaskSettings)
+    medvqa_2019: TaskSettings = field(default_factory=TaskSettings)
+    melinda: TaskSettings = field(default_factory=TaskSettings)
+    roco: TaskSettings = field(default_factory=TaskSettings)
+
+    def __post_init__(self):  # the rest is checked where task_config applies them, under their own paths
+        for task in dataclasses.fields(self):
+            for name, value in dataclasses.asdict(getattr(self, task.name)).items():
+                least_ok = value is None or (math.isfinite(value)
+                                             and (value >= 0 if name == "micro_batch_size" else value > 0))
+                _check(least_ok, f"finetune.per_task.{task.name}.{name}",
+                       f"must be {'non-negative' if name == 'micro_batch_size' else 'positive'} and finite, got {value}")
 
 
 @dataclass(frozen=True)
@@ -333,6 +383,7 @@ class FinetuneConfig(OptimConfig):
     eval_every_epochs: int = 1
     eval_batch_size: int = 256  # examples per evaluation forward (no gradients: larger than training's)
     precision: Literal["fp32", "bf16"] = "fp32"
+    per_task: PerTaskConfig = field(default_factory=PerTaskConfig)  # each task's own settings (task_config)
 
     def __post_init__(self):
         super().__post_init__()
@@ -428,13 +479,18 @@ def _laptop() -> Config:
 
 
 def _paper() -> Config:
-    """The paper's sizes: ViT-B/16 at 288 px, RoBERTa-base, 6 co-attention layers of 768."""
+    """The paper's sizes: CLIP's ViT-B/16 at 288 px, RoBERTa-base, 6 co-attention layers of 768.
+
+    The towers start from pre-trained weights in local files: `model.vision.weights`
+    (timm's CLIP ViT-B/16, OpenAI weights: QuickGELU, hence the quickgelu name) and
+    `model.text.pretrained` (a RoBERTa-base directory); left at None they start random.
+    """
     return from_dict({
         "model": {
-            "vision": {"name": "vit_base_patch16_224", "image_size": 288, "patch_size": 16},
+            "vision": {"name": "vit_base_patch16_clip_quickgelu_224", "image_size": 288, "patch_size": 16},
             "text": {"kind": "roberta", "hidden_size": 768, "num_layers": 12, "num_heads": 12,
                      "intermediate_size": 3072, "max_length": 64},
-            "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12},
+            "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12, "input_norm": False},
             "mim": {"mask_ratio": 0.75, "recon_layer": 3, "decoder_depth": 4, "decoder_width": 384,
                     "decoder_heads": 6},
             "mlm": {"mask_ratio": 0.15, "recon_layer": -1},
@@ -442,9 +498,21 @@ def _paper() -> Config:
         "data": {"pretrain": "roco+medicat", "vocab_size": 50265},
         "pretrain": {"steps": 100000, "batch_size": 256, "lr": 1e-5, "eval_every": 5000,
                      "precision": "bf16"},
-        "finetune": {"tasks": ["vqa_rad"], "epochs": 50, "batch_size": 64, "lr": 5e-6,
-                     "precision": "bf16"},
+        "finetune": {"tasks": ["vqa_rad"], "epochs": 50, "batch_size": 64, "lr": 5e-6, "fusion_lr_mult": 5.0,
+                     "precision": "bf16", "per_task": PAPER_TASKS},
     })
+
+
+# The official code's fine-tuning settings (its config.py task_finetune_* and run_scripts/
+# finetune_m3ae.sh), all at lr 5e-6 with fusion at 5x: the scripts set images to 384 (VQA-RAD's
+# config says 576) and keep ROCO retrieval at the pre-training 288; text 32 for VQA, 128 for MELINDA.
+PAPER_TASKS = {
+    "vqa_rad": {"batch_size": 64, "epochs": 50, "head_lr_mult": 50.0, "image_size": 384, "max_length": 32},
+    "slake": {"batch_size": 32, "epochs": 15, "head_lr_mult": 50.0, "image_size": 384, "max_length": 32},
+    "medvqa_2019": {"batch_size": 32, "epochs": 10, "head_lr_mult": 50.0, "image_size": 384, "max_length": 32},
+    "melinda": {"batch_size": 16, "epochs": 20, "head_lr_mult": 10.0, "image_size": 384, "max_length": 128},
+    "roco": {"batch_size": 256, "epochs": 10, "head_lr_mult": 5.0, "image_size": 288, "max_length": 64},
+}
 
 
 PROFILES = {"smoke": _smoke, "laptop": _laptop, "paper": _paper}
@@ -457,6 +525,16 @@ def profile(name: str = DEFAULT_PROFILE) -> Config:
         raise ConfigError(f"unknown profile {name!r}: expected one of {sorted(PROFILES)}"
                           + (f"; did you mean {hint[0]!r}?" if hint else ""))
     return PROFILES[name]()
+
+
+def task_config(cfg: Config, task: str) -> Config:
+    """`cfg` as fine-tuning `task` runs it: the task's `finetune.per_task` settings applied."""
+    settings = getattr(cfg.finetune.per_task, task, None)
+    if settings is None:  # a task without per-task settings (a plug-in's): finetune's own
+        return cfg
+    changes = {k: v for k, v in dataclasses.asdict(settings).items() if v is not None}
+    model_paths = {"image_size": "model.vision.image_size", "max_length": "model.text.max_length"}
+    return apply_overrides(cfg, {model_paths.get(k, f"finetune.{k}"): v for k, v in changes.items()})
 
 
 # --------------------------------------------------------------------------- dict / YAML / flat views

@@ -4,14 +4,16 @@
     trial_id(cfg)       a hash of the whole resolved config, thread counts, compile and evaluation batch size left out
 
 Both are stable across processes and runs (`m3ae.config.config_hash`), so a study
-expands to the same ids every time and a re-run skips what is done.
+expands to the same ids every time and a re-run skips what is done. A config that
+names plugin components (`m3ae.plugins`) also hashes the plugins' versions and
+files: an edited plugin is a new pre-training and a new trial.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from m3ae.config import SYNTH_TASK_FIELDS, Config, config_hash, to_dict
+from m3ae.config import SYNTH_TASK_FIELDS, Config, PerTaskConfig, config_hash, to_dict
 
 # data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
 # (the tokenizer is trained on the pre-training corpus alone)
@@ -19,20 +21,43 @@ NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIEL
                                          if task != "synth_pairs" for name in names))
 
 
+# Fields added after studies were run, with the value that behaves as before they existed: left
+# out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
+LATER_FIELDS = {"pretrain.micro_batch_size": 0, "finetune.micro_batch_size": 0,
+                "finetune.per_task": to_dict(PerTaskConfig()), "model.fusion.input_norm": True, "model.init": None}
+
+
+def _plain(cfg: Config) -> dict[str, Any]:
+    data = to_dict(cfg)
+    for path, default in LATER_FIELDS.items():
+        *parents, name = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        if node.get(name) == default:
+            del node[name]
+    return data
+
+
 def pretrain_view(cfg: Config) -> dict[str, Any]:
     """Only the settings that change what pre-training produces: the key of the
     pre-train cache. Fine-tuning settings and thread counts are left out."""
+    from m3ae import plugins
     from m3ae.data.synthmed.tasks import GENERATOR_VERSION
     from m3ae.data.tokenizer import TOKENIZER_VERSION
     from m3ae.model.streams import STREAMS_VERSION
 
-    data = to_dict(cfg)
-    return {"model": data["model"],
+    data = _plain(cfg)
+    view = {"model": data["model"],
             "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
             # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
             "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION,
                          "streams": STREAMS_VERSION}}
+    used = plugins.used_by(view)
+    if used:  # only then, so configs of built-ins keep their keys
+        view["plugins"] = used
+    return view
 
 
 def pretrain_key(cfg: Config) -> str:
@@ -40,7 +65,12 @@ def pretrain_key(cfg: Config) -> str:
 
 
 def trial_id(cfg: Config) -> str:
-    data = to_dict(cfg)
+    from m3ae import plugins
+
+    data = _plain(cfg)
+    used = plugins.used_by(data)
+    if used:
+        data["plugins"] = used
     data.pop("threads")  # how fast, not what: the same trial
     data.pop("compile")
     data["data"].pop("num_workers")

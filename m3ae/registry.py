@@ -11,13 +11,16 @@ decorator where it is defined; config selects it by name:
 
 An unknown name raises `UnknownComponentError` listing the valid names and the
 closest one. Modules that register components are imported by `ensure_loaded()`
-so that `names()` is complete no matter what the caller imported first.
+so that `names()` is complete no matter what the caller imported first; a name
+that no built-in provides first loads the plugins installed under the
+`m3ae.components` entry point group (`m3ae.plugins`), as catalogue does.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
+import sys
 from typing import Callable, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
@@ -48,34 +51,47 @@ class Registry(Generic[F]):
     def __init__(self, kind: str):
         self.kind = kind
         self._factories: dict[str, F] = {}
+        self._origins: dict[str, str | None] = {}  # name -> the module that registered it
 
     def register(self, name: str) -> Callable[[F], F]:
+        # who registers it and where the factory is defined: a plugin may register a built-in
+        # function under a new name, or its own factory through a helper of ours
+        modules = [sys._getframe(1).f_globals.get("__name__")]
+
         def decorator(factory: F) -> F:
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
+            found = [m for m in (*modules, getattr(factory, "__module__", None)) if m]
+            self._origins[name] = next((m for m in found if m.split(".")[0] != "m3ae"), found[0] if found else None)
             return factory
 
         return decorator
 
     def get(self, name: str) -> F:
-        ensure_loaded()
-        try:
-            return self._factories[name]
-        except KeyError:
-            raise UnknownComponentError(self.unknown_message(name)) from None
+        if name not in self:
+            raise UnknownComponentError(self.unknown_message(name))
+        return self._factories[name]
+
+    def origin(self, name: str) -> str | None:
+        """The module that registered a component (None: not registered)."""
+        return self._origins.get(name) if name in self else None
 
     def unknown_message(self, name: str) -> str:
-        hint = closest(name, self._factories)
+        names = self.names()  # plugins included
+        hint = closest(name, names)
         suggestion = f"; did you mean {hint!r}?" if hint else ""
-        return f"unknown {self.kind} {name!r}: expected one of {self.names()}{suggestion}"
+        return f"unknown {self.kind} {name!r}: expected one of {names}{suggestion}"
 
     def names(self) -> list[str]:
         ensure_loaded()
+        _load_plugins()
         return sorted(self._factories)
 
     def __contains__(self, name: str) -> bool:
         ensure_loaded()
+        if name not in self._factories:
+            _load_plugins()  # an installed plugin may provide it
         return name in self._factories
 
     def __repr__(self) -> str:
@@ -93,6 +109,17 @@ def ensure_loaded() -> None:
     _loaded = True
     for module in _COMPONENT_MODULES:
         importlib.import_module(module)
+
+
+def _load_plugins() -> None:
+    from m3ae.plugins import load_entry_points
+
+    load_entry_points()
+
+
+def all_registries() -> list[Registry]:
+    """Every component registry of this module."""
+    return [value for value in globals().values() if isinstance(value, Registry)]
 
 
 # The component kinds. Each is filled by the module named in the comment.

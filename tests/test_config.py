@@ -25,7 +25,8 @@ def test_profiles_round_trip_through_yaml(name):
 
 def test_paper_profile_has_the_papers_sizes():
     model = profile("paper").model
-    assert (model.vision.name, model.vision.image_size, model.vision.patch_size) == ("vit_base_patch16_224", 288, 16)
+    assert (model.vision.name, model.vision.image_size, model.vision.patch_size) == (
+        "vit_base_patch16_clip_quickgelu_224", 288, 16)
     assert (model.text.kind, model.text.hidden_size, model.text.num_layers) == ("roberta", 768, 12)
     assert (model.fusion.num_layers, model.fusion.hidden_size, model.fusion.num_heads) == (6, 768, 12)
     assert (model.mim.decoder_depth, model.mim.decoder_width, model.mim.decoder_heads) == (4, 384, 6)

@@ -346,7 +346,7 @@ def test_paper_profile_has_vit_b16_roberta_base_and_six_fusion_layers():
     with torch.device("meta"):  # shapes only: no memory, no init time
         model = build_model(cfg, vocab)
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
-    assert 85.5e6 < count(model.vision_encoder) < 86.5e6  # ViT-B/16 (86M) at 288 px, no classifier
+    assert 85.5e6 < count(model.vision_encoder) < 86.5e6  # CLIP ViT-B/16 (86M) at 288 px, no classifier
     assert 123.5e6 < count(model.text_encoder) < 125e6  # RoBERTa-base (125M with its pooler)
     assert len(model.fusion.layers) == 6 and model.hidden_size == 768
     assert model.fusion.layers[0].image.self_attn.num_heads == 12

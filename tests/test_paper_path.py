@@ -17,6 +17,9 @@ TINY = [
     "model.mim.decoder_width=32", "model.mim.decoder_heads=2", "model.mim.decoder_depth=1",
     "data.vocab_size=400", "pretrain.steps=2", "pretrain.batch_size=4", "pretrain.eval_every=0",
     "pretrain.precision=fp32", "finetune.epochs=1", "finetune.batch_size=4", "finetune.precision=fp32",
+    # VQA-RAD's own paper settings (batch 64, 50 epochs, 384 px, 32 tokens) shrunk too
+    "finetune.per_task.vqa_rad.batch_size=4", "finetune.per_task.vqa_rad.epochs=1",
+    "finetune.per_task.vqa_rad.image_size=null", "finetune.per_task.vqa_rad.max_length=null",
 ]
 
 

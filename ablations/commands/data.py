@@ -1,7 +1,9 @@
 """`ablate data show TASK`: a PNG grid of samples, each image with its text beside it.
+`ablate data check --data-root DIR`: the real datasets on disk against their published counts.
 
     ablate data show synth_vqa --n 16 --out grid.png
     ablate data show synth_pairs --profile smoke --split val
+    ablate data check --data-root /data --out manifest.json
 
 TASK is a dataset name (synth_pairs, synth_vqa, synth_cls, synth_irtr, or a
 real one with --set data.root=...). Generated data is cached in <workdir>/cache;
@@ -25,10 +27,15 @@ LINE_PX = 14
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # a positional action rather than nested subparsers, so --workdir works anywhere on the line
-    parser.add_argument("action", choices=("show",), help="show: write a PNG grid of samples with their texts")
-    parser.add_argument("task", metavar="TASK", help="dataset name, e.g. synth_vqa")
+    parser.add_argument("action", choices=("show", "check"),
+                        help="show: write a PNG grid of samples with their texts; check: examples, images and "
+                             "id hashes of the real datasets under --data-root")
+    parser.add_argument("task", metavar="TASK", nargs="?", help="show: dataset name, e.g. synth_vqa")
     parser.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
-    parser.add_argument("--out", type=Path, default=None, help="PNG path (default <workdir>/data/<task>_<split>.png)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="show: PNG path (default <workdir>/data/<task>_<split>.png); check: the manifest "
+                             "JSON (default <workdir>/data/manifest.json)")
+    parser.add_argument("--data-root", type=Path, default=None, help="check: the folder holding the datasets")
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
     parser.add_argument("--profile", default="laptop",
                         help="smoke | laptop | paper: image size and data sizes (default laptop)")
@@ -89,6 +96,10 @@ def run(args) -> int:
 
     from m3ae.registry import DATASETS
 
+    if args.action == "check":
+        return check(args)
+    if args.task is None:
+        raise UsageError("data show: name a dataset, e.g. ablate data show synth_vqa")
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
     for part in args.task.split("+"):
@@ -104,3 +115,31 @@ def run(args) -> int:
     render_grid(dataset, args.n, title).save(out)
     print(f"wrote {out}")
     return 0
+
+
+def check(args) -> int:
+    """Print a table per dataset and split, write the manifest; 1 when a dataset present is incomplete."""
+    import json
+    from dataclasses import asdict
+
+    from ablations.cli import UsageError
+    from ablations.paths import within
+    from ablations.study import render_table
+    from m3ae.data.real.check import check_root
+
+    if args.data_root is None or not args.data_root.expanduser().is_dir():
+        raise UsageError(f"data check: --data-root must be an existing folder, got {args.data_root}")
+    root = args.data_root.expanduser().absolute()
+    checks = check_root(root)
+    count = lambda value: "?" if value is None else f"{value:,}"  # noqa: E731
+    rows = [[c.dataset, c.split, f"{c.examples:,}", count(c.published_examples), f"{c.images_found:,}/{c.images:,}",
+             count(c.published_images), f"{c.missing_count:,}", c.ids_hash or "-",
+             c.error or (f"missing e.g. {c.missing[0]}" if c.missing else "")] for c in checks]
+    print(render_table(["dataset", "split", "examples", "published", "images found", "published", "missing",
+                        "ids sha256", "note"], rows))
+    out = (args.out or within(args.workdir, "data", "manifest.json")).expanduser().absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"data_root": str(root), "splits": [asdict(c) for c in checks]}, indent=1))
+    print(f"wrote {out} (each split's ids and their hash: compare hashes to know two runs used the same split)")
+    present = [c for c in checks if not c.error.startswith("no folder")]
+    return 0 if all(c.complete for c in present) else 1

@@ -2,6 +2,7 @@
 
     ablate train --profile laptop --set model.mim.mask_ratio=0.5 --tasks synth_vqa,synth_cls
     ablate train --profile smoke --workers 2        # data-parallel: 2 DDP processes (Ray Train)
+    ablate train --plugin grid_masking --set model.mim.masking=grid   # a component of your own
 
 Writes under <workdir>/train/<run-name>/: config.yaml, pretrain/checkpoint.pt,
 pretrain/reconstructions/step_<N>.png, <task>/metrics.json and metrics.json
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="train data-parallel on N processes (DDP on a local Ray, or RAY_ADDRESS's): each "
                              "trains on 1/N of every batch; gloo on CPUs, nccl with --gpus-per-worker (default 1)")
+    parser.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: it registers components of your own (repeatable; looked for "
+                             "on the Python path and in the current folder)")
     parser.add_argument("--gpus-per-worker", type=int, default=0, metavar="G",
                         help="GPUs each worker reserves when --workers > 1 (default 0: CPU workers)")
 
@@ -76,7 +80,8 @@ def run(args) -> int:
     from ablations.cli import UsageError
     from ablations.distributed import stage_runner  # torch: imported when the verb runs, not for `ablate --help`
     from ablations.spec import check_data
-    from m3ae.config import to_yaml
+    from m3ae import plugins
+    from m3ae.config import to_dict, to_yaml
     from m3ae.keys import trial_id
     from m3ae.train.distributed import check_shardable
 
@@ -84,6 +89,7 @@ def run(args) -> int:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")
     if args.gpus_per_worker < 0:
         raise UsageError(f"--gpus-per-worker must be 0 (CPU workers) or more, got {args.gpus_per_worker}")
+    plugins.load(args.plugins, [Path.cwd()])  # before the config that names their components
     cfg = resolve_config(args.profile, args.overrides, args.tasks)
     check_shardable(cfg, args.workers, "--workers")
     check_data([cfg])  # real datasets under data.root, before the run directory exists
@@ -92,14 +98,16 @@ def run(args) -> int:
         name = f"{name}-w{args.workers}"
     run_dir: Path = within(args.workdir, "train", name)  # --run-name is a folder name, never a path
     cache_dir: Path = args.workdir / "cache"
-    resources = {"workers": args.workers, "cpu": max(1, cfg.threads), "gpu": args.gpus_per_worker}
+    used = {**{m.split(".")[0]: plugins.identity(m) for m in args.plugins}, **plugins.used_by(to_dict(cfg))}
     summary: dict = {"config": str(run_dir / "config.yaml"), "pretrain": None, "tasks": {},
-                     **({"workers": args.workers} if args.workers > 1 else {})}
+                     **({"workers": args.workers} if args.workers > 1 else {}),
+                     **({"plugins": used} if used else {})}
+    resources = {"workers": args.workers, "cpu": max(1, cfg.threads), "gpu": args.gpus_per_worker}
     started = False
     if args.workers > 1:
         from ablations.runner import connect_ray
 
-        started = connect_ray(None)  # RAY_ADDRESS's cluster, or a local Ray on this machine's cores
+        started = connect_ray(None, args.plugins)  # RAY_ADDRESS's cluster, or a local Ray on this machine's cores
     try:
         if args.workers > 1:  # before any file is written: workers the cluster cannot hold would wait forever
             from ablations.cluster import require_resources

@@ -104,7 +104,8 @@ class CoAttentionFusion(nn.Module):
         self.image_proj = nn.Linear(image_width, d)
         self.text_proj = nn.Linear(text_width, d)
         self.type_embed = nn.Embedding(2, d)  # 0 = text, 1 = image
-        self.image_norm, self.text_norm = nn.LayerNorm(d), nn.LayerNorm(d)
+        norm = nn.LayerNorm if cfg.input_norm else (lambda _: nn.Identity())  # the official code: none
+        self.image_norm, self.text_norm = norm(d), norm(d)
         self.layers = nn.ModuleList(
             CoAttentionLayer(d, cfg.num_heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.num_layers))
         self.hidden_size = d

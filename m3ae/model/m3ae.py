@@ -271,5 +271,11 @@ def _denormalise(images: torch.Tensor) -> torch.Tensor:
 
 
 def build_model(cfg: ModelConfig, vocab: TextVocab) -> M3AE:
-    """The model a config describes (random init, or local weights the config names)."""
-    return M3AE(cfg, vocab)
+    """The model a config describes (random init, or local weights the config names:
+    the towers' files, then the whole model's `init` checkpoint)."""
+    model = M3AE(cfg, vocab)
+    if cfg.init is not None:
+        from m3ae.train.checkpoint import load_init_weights
+
+        load_init_weights(model, cfg.init, cfg)
+    return model

@@ -8,6 +8,7 @@ architecture fails with the config paths that differ, not a wall of key names.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from pathlib import Path
@@ -100,6 +101,45 @@ def flat_differences(theirs: dict, ours: dict) -> list[str]:
 SAME_SHAPE_ARCHITECTURE = ("model.vision.pos_embed",)
 
 
+POSITIONS = "vision_encoder.vit.pos_embed"
+
+
+def fit_image_positions(weights: dict[str, Any], own: dict[str, Any], cfg) -> dict[str, Any]:
+    """Learned image positions resampled to the model's grid (fine-tuning at 384 px from a
+    288 px pre-training, as the paper's code does with bicubic interpolation); fixed sin-cos
+    positions are the model's own at any size."""
+    theirs, ours = weights.get(POSITIONS), own.get(POSITIONS)
+    if theirs is None or ours is None or theirs.shape == ours.shape or theirs.shape[-1] != ours.shape[-1]:
+        return weights
+    if cfg.model.vision.pos_embed == "sincos":
+        return {**weights, POSITIONS: ours}
+    from timm.layers import resample_abs_pos_embed
+
+    n = ours.shape[1]
+    prefix = 0 if math.isqrt(n) ** 2 == n else 1  # a [CLS] row, unless the table is patches only
+    side = math.isqrt(n - prefix)  # square images: side x side patches
+    resized = resample_abs_pos_embed(theirs, new_size=(side, side), num_prefix_tokens=prefix)
+    return {**weights, POSITIONS: resized}
+
+
+# Pre-training heads: a checkpoint may lack them (an official fine-tuned one has none) and
+# fine-tuning never reads them, so `model.init` leaves them at their initialisation.
+PRETRAINING_HEADS = ("objectives.", "itm_head.")
+
+
+def load_init_weights(model: nn.Module, path: str, model_cfg) -> None:
+    """`model.init`: start `model` (built from `model_cfg`, a ModelConfig) from a checkpoint's weights.
+    Strict, as load_model_weights, except for pre-training heads the checkpoint lacks."""
+    from m3ae.config import Config, PretrainConfig
+
+    state = load_checkpoint(Path(path).expanduser())
+    own = model.state_dict()
+    absent = [k for k in own if k not in state["model"] and k.startswith(PRETRAINING_HEADS)]
+    weights = {**state["model"], **{k: own[k] for k in absent}}
+    load_model_weights(model, {**state, "model": weights}, Config(model=model_cfg, pretrain=PretrainConfig(enabled=False)),
+                       source=f"model.init {path}")
+
+
 def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str = "checkpoint") -> None:
     """Load `state["model"]` into `model` (built from `cfg`), strictly.
 
@@ -107,8 +147,8 @@ def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str
     anything that changes a tensor's name, shape or meaning (SAME_SHAPE_ARCHITECTURE)
     is a CheckpointMismatchError naming the config paths where the checkpoint and `cfg` disagree.
     """
-    weights = state["model"]
     own = model.state_dict()
+    weights = fit_image_positions(state["model"], own, cfg)
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     reshaped = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from m3ae.config import task_config
+from m3ae.train.accumulate import accumulation
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import load_checkpoint, load_model_weights
 from m3ae.train.distributed import SINGLE, DataParallel
@@ -56,12 +58,14 @@ class TaskModel(torch.nn.Module):
 
 def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: Path, callbacks=(), *,
              parallel: DataParallel = SINGLE, keep_model: bool = False) -> FinetuneResult:
-    """Fine-tune on `task` for `cfg.finetune.epochs` epochs; returns test metrics of the best validation epoch.
+    """Fine-tune on `task` for `cfg.finetune.epochs` epochs (or the task's own `finetune.per_task`
+    settings); returns test metrics of the best validation epoch.
     `parallel`: this process's place in a data-parallel group (default: a single process).
     `keep_model`: also return that epoch's model (analyses that score it further, in-process only)."""
     from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
     from m3ae.model import build_model
 
+    cfg = task_config(cfg, task)  # the task's own batch, epochs, lr multipliers, sizes (finetune.per_task)
     spec, fcfg = get_task(task), cfg.finetune
     out_dir, cache_dir = Path(out_dir), Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,17 +143,22 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
 
 
 def _train_step(spec, loss_of, optimizer, scheduler, batch, fcfg, step: int) -> float:
-    """`loss_of(batch)`: the task's loss over the backbone and head (in DDP when distributed)."""
+    """`loss_of(batch)`: the task's loss over the backbone and head (in DDP when distributed),
+    over micro-batches of `fcfg.micro_batch_size`; returns the batch's loss."""
     loss_of.train()
-    with autocast(fcfg.precision, batch.images.device.type):
-        loss = loss_of(batch)
-    check_finite(spec.name, step, loss)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    total = 0.0
+    for part, share, sync in accumulation(loss_of, batch, fcfg.micro_batch_size):  # m3ae.train.accumulate
+        with sync:
+            with autocast(fcfg.precision, part.images.device.type):
+                loss = loss_of(part)
+            check_finite(spec.name, step, loss)
+            (loss if share == 1 else loss * share).backward()
+        total += share * loss.item()
     clip_gradients(optimizer, fcfg.grad_clip)
     optimizer.step()
     scheduler.step()
-    return loss.item()
+    return total
 
 
 def _evaluate(spec, net, dataset, cfg) -> dict[str, float]:

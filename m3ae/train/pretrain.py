@@ -20,9 +20,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from m3ae.config import ConfigError, flatten, from_dict
 from m3ae.keys import pretrain_view
+from m3ae.train.accumulate import accumulation
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import (CheckpointMismatchError, flat_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
@@ -33,6 +35,9 @@ from m3ae.train.optim import build_optimizer, clip_gradients
 from m3ae.train.progress import Progress
 from m3ae.train.runtime import autocast, check_finite, maybe_compile, seed_everything
 from m3ae.train.schedule import build_scheduler
+
+if TYPE_CHECKING:
+    from m3ae.model.m3ae import M3AEOutput
 
 STAGE = "pretrain"
 CHECKPOINT = "checkpoint.pt"
@@ -172,18 +177,35 @@ def _check_same_run(state: dict, cfg, path: Path) -> None:
                                       f"use a fresh output folder")
 
 
-def _train_step(forward, optimizer, scheduler, batch, pcfg, step: int):
-    """`forward`: the model, or the model in DDP (its backward then averages the gradients)."""
+def _train_step(forward, optimizer, scheduler, batch, pcfg, step: int) -> M3AEOutput:
+    """`forward`: the model, or the model in DDP (its backward then averages the gradients).
+    The batch goes through in micro-batches of `pcfg.micro_batch_size` (m3ae.train.accumulate);
+    the returned losses and metrics are their share-weighted means."""
     forward.train()
-    with autocast(pcfg.precision, batch.images.device.type):
-        out = forward(batch)
-    check_finite(STAGE, step, out.loss, out.losses)
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
+    outs = []
+    for part, share, sync in accumulation(forward, batch, pcfg.micro_batch_size):
+        with sync:
+            with autocast(pcfg.precision, part.images.device.type):
+                out = forward(part)
+            check_finite(STAGE, step, out.loss, out.losses)
+            (out.loss if share == 1 else out.loss * share).backward()
+        outs.append((share, out))
     clip_gradients(optimizer, pcfg.grad_clip)
     optimizer.step()
     scheduler.step()
-    return out
+    return outs[0][1] if len(outs) == 1 else _weighted(outs)
+
+
+def _weighted(outs: list[tuple[float, M3AEOutput]]) -> M3AEOutput:
+    """One step's output from its micro-batches' (share, output) pairs."""
+    from m3ae.model.m3ae import M3AEOutput
+
+    mean = lambda values: sum(share * value for share, value in values)  # noqa: E731
+    first = outs[0][1]
+    return M3AEOutput(loss=mean((s, o.loss.detach()) for s, o in outs),
+                      losses={k: mean((s, o.losses[k].detach()) for s, o in outs) for k in first.losses},
+                      metrics={k: mean((s, o.metrics[k]) for s, o in outs) for k in first.metrics})
 
 
 def _evaluate(model, val_set, cfg, step: int, out_dir: Path, callbacks, writes: bool = True) -> dict:
