@@ -51,11 +51,14 @@ def test_per_task_settings_are_dotted_paths_params_and_yaml():
         apply_overrides(cfg, ["finetune.per_task.slake.epoch=3"])
 
 
-def test_dry_run_shows_each_tasks_settings(capsys):
+def test_dry_run_shows_each_tasks_settings(capsys, tmp_path):
     from pathlib import Path
 
+    from fixtures.real_datasets import write_all
+
     study = Path(__file__).resolve().parents[1] / "studies" / "mask_ratio.yaml"
-    assert main(["run", str(study), "--profile", "paper", "--dry-run"]) == 0
+    root = write_all(tmp_path / "data")  # the paper profile reads ROCO + MedICaT and VQA-RAD: a dry run checks they exist
+    assert main(["run", str(study), "--profile", "paper", "--dry-run", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "vqa_rad: batch 64, 50 epochs, lr 5e-06 (fusion x5, heads x50), images 384 px, text 32 tokens" in out
 
