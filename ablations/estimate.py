@@ -143,39 +143,44 @@ def eval_example_costs(cfg, probe_size: int = 8) -> tuple[StepCost, StepCost]:
 
 
 def eval_passes(cfg) -> int:
-    """Validation passes of a fine-tuning run (every eval_every_epochs epochs and the last)."""
-    every = cfg.finetune.eval_every_epochs
-    return sum(1 for epoch in range(1, cfg.finetune.epochs + 1) if epoch % every == 0 or epoch == cfg.finetune.epochs)
+    """Validation passes of a fine-tuning run (m3ae.train.finetune.is_eval_epoch)."""
+    from m3ae.train.finetune import is_eval_epoch
+
+    return sum(is_eval_epoch(epoch, cfg.finetune) for epoch in range(1, cfg.finetune.epochs + 1))
+
+
+def _synth_sizes(cfg, task: str) -> tuple[str, dict[str, int], int] | None:
+    """(dataset, images per split, texts per image) of a synthmed task; None for real data
+    (unknown until read)."""
+    from m3ae.data.synthmed.tasks import split_sizes
+    from m3ae.train import get_task
+
+    dataset = get_task(task).dataset
+    if not dataset.startswith("synth_"):
+        return None
+    per_image = cfg.data.synth_questions_per_image if dataset == "synth_vqa" else 1
+    return dataset, split_sizes(dataset, cfg.data), per_image
 
 
 def eval_examples(cfg, task: str) -> tuple[int, int] | None:
     """(fused examples, images) of the validation and test splits together (synthmed; None for real
     data). Each image's questions count as distinct texts: an upper bound, they repeat."""
-    from m3ae.data.synthmed.tasks import split_sizes
-    from m3ae.train import get_task
-
-    dataset = get_task(task).dataset
-    if not dataset.startswith("synth_"):
+    sizes = _synth_sizes(cfg, task)
+    if sizes is None:
         return None
-    sizes = split_sizes(dataset, cfg.data)
-    images = sizes["val"] + sizes["test"]
+    dataset, images, per_image = sizes
     if dataset == "synth_irtr":  # retrieval scores every image against every text
-        return sizes["val"] ** 2 + sizes["test"] ** 2, images
-    per_image = cfg.data.synth_questions_per_image if dataset == "synth_vqa" else 1
-    return images * per_image, images
+        return images["val"] ** 2 + images["test"] ** 2, images["val"] + images["test"]
+    return (images["val"] + images["test"]) * per_image, images["val"] + images["test"]
 
 
 def finetune_examples(cfg, task: str) -> int | None:
     """Training examples of a task (synthmed: from the config; real data: unknown until read)."""
-    from m3ae.data.synthmed.tasks import split_sizes
-    from m3ae.train import get_task
-
-    dataset = get_task(task).dataset
-    if not dataset.startswith("synth_"):
+    sizes = _synth_sizes(cfg, task)
+    if sizes is None:
         return None
-    images = split_sizes(dataset, cfg.data)["train"]
-    per_image = cfg.data.synth_questions_per_image if dataset == "synth_vqa" else 1
-    return int(images * per_image * cfg.finetune.train_fraction)
+    _, images, per_image = sizes
+    return int(images["train"] * per_image * cfg.finetune.train_fraction)
 
 
 def estimate_study(spec, progress=print) -> StudyEstimate:
@@ -207,11 +212,11 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
             steps = -(-examples // tcfg.finetune.batch_size) * tcfg.finetune.epochs
             est.finetune_flops += fine.flops * steps
             est.finetune_seconds += fine.seconds * steps
-            examples, images = eval_examples(cfg, task)
+            fused, images = eval_examples(cfg, task)
             # validation passes over the val split, one pass over test: val + test per pass, halved
             passes = (eval_passes(tcfg) + 1) / 2
-            est.eval_flops += passes * (examples * fuse.flops + images * encode.flops)
-            est.eval_seconds += passes * (examples * fuse.seconds + images * encode.seconds)
+            est.eval_flops += passes * (fused * fuse.flops + images * encode.flops)
+            est.eval_seconds += passes * (fused * fuse.seconds + images * encode.seconds)
         row["pretrain_step_gflop"] = pre.flops / 1e9
         est.per_trial.append(row)
     return est

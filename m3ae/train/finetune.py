@@ -116,7 +116,7 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
                                          "samples_per_s": len(batch) / (time.perf_counter() - tick)})
                 callbacks.on_step(task, step, metrics)
                 bar.update(1, loss=loss)
-            if epoch % fcfg.eval_every_epochs == 0 or epoch == fcfg.epochs:
+            if is_eval_epoch(epoch, fcfg):
                 eval_start = time.perf_counter()
                 val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
                 eval_seconds += time.perf_counter() - eval_start
@@ -140,6 +140,11 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     callbacks.on_artifact(task, path)
     callbacks.on_end(task, test)
     return result
+
+
+def is_eval_epoch(epoch: int, fcfg) -> bool:
+    """Fine-tuning validates after every `eval_every_epochs`-th epoch and after the last."""
+    return epoch % fcfg.eval_every_epochs == 0 or epoch == fcfg.epochs
 
 
 def _train_step(spec, loss_of, optimizer, scheduler, batch, fcfg, step: int) -> float:
