@@ -63,6 +63,25 @@ def save_reconstructions(model, val_set, cfg, path: Path, n: int = N_PICTURES) -
     return path
 
 
+def assign_rows(keys: list, rows: dict, example_rows: list[int]) -> list[int]:
+    """Give each new key the next row of an encoding table and append every key's row to
+    `example_rows`; returns the positions of the new keys (what still needs encoding)."""
+    new = []
+    for position, key in enumerate(keys):
+        if key not in rows:
+            rows[key] = len(rows)
+            new.append(position)
+        example_rows.append(rows[key])
+    return new
+
+
+def pad_tokens(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Right-pad [B, T, ...] tensors with zeros to the longest T and concatenate (batches are
+    padded to their own longest text)."""
+    length = max(t.shape[1] for t in tensors)
+    return torch.cat([F.pad(t, (0, 0) * (t.dim() - 2) + (0, length - t.shape[1])) for t in tensors])
+
+
 class SplitEncoder:
     """Pooled fused features of a split's examples, each distinct image and each distinct text
     through its unimodal encoder once (a VQA split has ~15 questions per image, and the
@@ -87,33 +106,20 @@ class SplitEncoder:
     def add(self, batch) -> None:
         image_ids = (batch.image_ids if batch.image_ids is not None else
                      torch.arange(len(self.image_row), len(self.image_row) + len(batch)))
-        new_images = self._rows(image_ids.tolist(), self._image_rows, self.image_row)
+        new_images = assign_rows(image_ids.tolist(), self._image_rows, self.image_row)
         if new_images:
             self.images.append(self.model.encode_image(batch.images[new_images]))
         lengths = batch.attention_mask.sum(dim=1).tolist()  # the key is a text's tokens, not its batch's padding
         keys = [row[:n].numpy().tobytes() for row, n in zip(batch.input_ids.cpu(), lengths)]
-        new_texts = self._rows(keys, self._text_rows, self.text_row)
+        new_texts = assign_rows(keys, self._text_rows, self.text_row)
         if new_texts:
             ids, mask = batch.input_ids[new_texts], batch.attention_mask[new_texts]
             self.texts.append(self.model.encode_text(ids, mask))
             self.masks.append(mask)
 
-    @staticmethod
-    def _rows(keys: list, rows: dict, example_rows: list[int]) -> list[int]:
-        """Record each key's row (new keys get the next rows); returns positions of the new keys."""
-        new = []
-        for position, key in enumerate(keys):
-            if key not in rows:
-                rows[key] = len(rows)
-                new.append(position)
-            example_rows.append(rows[key])
-        return new
-
     def pooled(self) -> torch.Tensor:
         """[E, 2D]: fusion + poolers per example, `chunk` examples at a time, in the order added."""
-        length = max(t.shape[1] for t in self.texts)  # batches are padded to their own longest text
-        texts = torch.cat([F.pad(t, (0, 0, 0, length - t.shape[1])) for t in self.texts])
-        masks = torch.cat([F.pad(m, (0, length - m.shape[1])) for m in self.masks])
+        texts, masks = pad_tokens(self.texts), pad_tokens(self.masks)
         images = torch.cat(self.images)
         image_row = torch.tensor(self.image_row, device=images.device)
         text_row = torch.tensor(self.text_row, device=images.device)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from m3ae.train.evaluate import assign_rows, pad_tokens
+
 PAIR_CHUNK = 1024  # image-text pairs per fusion call when scoring a split
 
 
@@ -45,11 +47,6 @@ def in_batch_rank_loss(model, batch, negatives: int) -> torch.Tensor:
     return F.cross_entropy(scores.float(), torch.zeros(b, dtype=torch.long, device=scores.device))
 
 
-def _pad(tensors: list[torch.Tensor], length: int) -> torch.Tensor:
-    """Right-pad [B, T, ...] tensors with zeros to `length` tokens and concatenate."""
-    return torch.cat([F.pad(t, (0, 0) * (t.dim() - 2) + (0, length - t.shape[1])) for t in tensors])
-
-
 @torch.no_grad()
 def encode_split(model, batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Unimodal encodings of a split, each distinct image once.
@@ -59,20 +56,12 @@ def encode_split(model, batches) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     images, texts, masks, text_image = [], [], [], []
     row_of: dict[int, int] = {}  # image id -> row in the image encodings
     for batch in batches:
-        ids = _image_ids(batch).tolist()
-        fresh = []  # positions in this batch of images not encoded yet
-        for j, image_id in enumerate(ids):
-            if image_id not in row_of:
-                row_of[image_id] = len(row_of)
-                fresh.append(j)
+        fresh = assign_rows(_image_ids(batch).tolist(), row_of, text_image)  # images not encoded yet
         if fresh:
             images.append(model.encode_image(batch.images[fresh]))
         texts.append(model.encode_text(batch.input_ids, batch.attention_mask))
         masks.append(batch.attention_mask)
-        text_image.extend(row_of[i] for i in ids)
-    length = max(m.shape[1] for m in masks)
-    return (torch.cat(images), _pad(texts, length), torch.cat([F.pad(m, (0, length - m.shape[1])) for m in masks]),
-            torch.tensor(text_image))
+    return torch.cat(images), pad_tokens(texts), pad_tokens(masks), torch.tensor(text_image)
 
 
 @torch.no_grad()
