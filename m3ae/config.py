@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
 import re
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
@@ -71,8 +73,8 @@ def _check_heads(width: int, heads: int, path: str, heads_path: str) -> None:
 
 
 def _check_component(registry_name: str, name: str, path: str) -> None:
-    """A component name must exist in its registry (imported lazily: the
-    registries are filled by the model and data modules, which import us)."""
+    """A component name must exist in its registry (which knows its built-in names without
+    importing the modules that provide them: checking a config imports no torch)."""
     from m3ae import registry
 
     reg = getattr(registry, registry_name)
@@ -80,10 +82,22 @@ def _check_component(registry_name: str, name: str, path: str) -> None:
         raise ConfigError(f"{path}: {reg.unknown_message(name)}")
 
 
+# timm's plain ViT names, as `timm.list_models(module="vision_transformer")` gives them (a test
+# holds the file to timm's own list): a config naming one of them is checked without timm
+TIMM_VIT_NAMES = Path(__file__).parent / "model" / "timm_vit_names.txt"
+
+
+@functools.lru_cache(maxsize=1)
+def _listed_timm_names() -> frozenset[str]:
+    return frozenset(TIMM_VIT_NAMES.read_text().split())
+
+
 def _check_model_name(encoder: str, name: str) -> None:
     """A vision encoder factory may list the model names it builds (`model_names()`)."""
     from m3ae import registry
 
+    if encoder == "timm" and name in _listed_timm_names():
+        return
     known = getattr(registry.VISION_ENCODERS.get(encoder), "model_names", None)
     if known is not None and name not in known():
         hint = registry.closest(name, known())
@@ -696,8 +710,3 @@ def apply_overrides(cfg: Config, overrides) -> Config:
         node[leaf] = value
     return from_dict(data)
 
-
-# the data fields each synthmed task's content depends on (its cache key, m3ae/data/synthmed/tasks.py)
-SYNTH_TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
-                     "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
-                     "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}
