@@ -648,7 +648,7 @@ def check_data(configs, source: str | None = None) -> None:
 def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:
     """Data-parallel trials (workers > 1) need whole GPUs per worker and batches that split
     into equal shards."""
-    from m3ae.train.distributed import check_shardable
+    from m3ae.config import check_shardable
 
     if resources.workers > 1 and resources.gpu != int(resources.gpu):
         problems.add(("resources", "gpu"), f"must be a whole number of GPUs per worker when workers > 1 "
@@ -667,7 +667,7 @@ def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict
     try:
         cfg = apply_overrides(base_cfg, overrides)
         if workers > 1:
-            from m3ae.train.distributed import check_shardable
+            from m3ae.config import check_shardable
 
             check_shardable(cfg, workers, "resources.workers")
         return True

@@ -551,6 +551,25 @@ def task_config(cfg: Config, task: str) -> Config:
     return apply_overrides(cfg, {model_paths.get(k, f"finetune.{k}"): v for k, v in changes.items()})
 
 
+def check_shardable(cfg, workers: int, where: str = "workers") -> None:
+    """Each worker needs an equal shard of every global batch (DDP averages the shards' mean
+    gradients, so unequal shards would weigh examples unequally), and pre-training needs at
+    least 2 examples per shard (ITM draws its negatives within the shard)."""
+    if workers < 1:
+        raise ConfigError(f"{where}: must be at least 1, got {workers}")
+    if workers == 1:
+        return
+    sizes = [("finetune.batch_size", cfg.finetune.batch_size, 1)]
+    if cfg.pretrain.enabled:
+        sizes.insert(0, ("pretrain.batch_size", cfg.pretrain.batch_size, 2))
+    for path, size, least in sizes:
+        if size % workers or size // workers < least:
+            raise ConfigError(f"{path}: {size} does not split into {workers} equal shards of at least {least} "
+                              f"example{'s' if least > 1 else ''} ({where} is {workers}): the workers share each "
+                              f"global batch; use a multiple of {workers}"
+                              + (f" (at least {least * workers})" if least > 1 else "") + " or other workers")
+
+
 # --------------------------------------------------------------------------- dict / YAML / flat views
 
 

@@ -127,7 +127,7 @@ VISION_DECODERS: Registry = Registry("vision decoder", "m3ae.model.decoders", ("
 LANGUAGE_DECODERS: Registry = Registry("language decoder", "m3ae.model.decoders", ("mlp", "transformer"))
 OBJECTIVES: Registry = Registry("pre-training objective", "m3ae.model.objectives", ("mim", "mlm", "itm"))
 ITM_NEGATIVES: Registry = Registry("ITM negative sampler", "m3ae.model.objectives", ("random", "hard", "text_overlap"))
-TASKS: Registry = Registry("fine-tuning task", "m3ae.train.tasks", (
+TASKS: Registry = Registry("fine-tuning task", "m3ae.tasks", (
     "synth_vqa", "vqa_rad", "slake", "medvqa_2019", "synth_cls", "melinda", "synth_irtr", "roco"))
 DATASETS: Registry = Registry("dataset", "m3ae.data.builders", (
     "synth_pairs", "synth_vqa", "synth_cls", "synth_irtr", "roco", "medicat", "vqa_rad", "slake", "medvqa_2019",

@@ -28,7 +28,7 @@ from m3ae.train.optim import build_optimizer, clip_gradients
 from m3ae.train.progress import Progress
 from m3ae.train.runtime import autocast, check_finite, seed_everything
 from m3ae.train.schedule import build_scheduler
-from m3ae.train.tasks import get_task
+from m3ae.tasks import get_task
 
 
 @dataclass
