@@ -96,7 +96,7 @@ class Registry(Generic[F]):
         return name in self._factories
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {self.names()})"
+        return f"Registry({self.kind!r}, {sorted({*self.builtins, *self._factories})})"
 
 
 def ensure_loaded() -> None:
