@@ -29,6 +29,8 @@ from typing import Any, Literal, Optional
 
 import yaml
 
+from m3ae import registry
+
 
 class ConfigError(ValueError):
     """A config value, path or file is wrong. The message names the path."""
@@ -75,8 +77,6 @@ def _check_heads(width: int, heads: int, path: str, heads_path: str) -> None:
 def _check_component(registry_name: str, name: str, path: str) -> None:
     """A component name must exist in its registry (which knows its built-in names without
     importing the modules that provide them: checking a config imports no torch)."""
-    from m3ae import registry
-
     reg = getattr(registry, registry_name)
     if name not in reg:
         raise ConfigError(f"{path}: {reg.unknown_message(name)}")
@@ -94,8 +94,6 @@ def _listed_timm_names() -> frozenset[str]:
 
 def _check_model_name(encoder: str, name: str) -> None:
     """A vision encoder factory may list the model names it builds (`model_names()`)."""
-    from m3ae import registry
-
     if encoder == "timm" and name in _listed_timm_names():
         return
     known = getattr(registry.VISION_ENCODERS.get(encoder), "model_names", None)
