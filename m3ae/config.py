@@ -93,7 +93,8 @@ def _listed_timm_names() -> frozenset[str]:
 
 
 def _check_model_name(encoder: str, name: str) -> None:
-    """A vision encoder factory may list the model names it builds (`model_names()`)."""
+    """A vision encoder factory may list the model names it builds (`model_names()`); timm's are
+    first looked up in the file, so the usual names are checked without importing timm."""
     if encoder == "timm" and name in _listed_timm_names():
         return
     known = getattr(registry.VISION_ENCODERS.get(encoder), "model_names", None)

@@ -2,7 +2,7 @@
 
 Each is part of the cache keys it affects (synthmed data, tokenizers, pre-trainings through
 `m3ae.keys.pretrain_view`), so entries made by the older code are ignored, not reused. They live
-here, apart from the code they version, so that computing a key imports neither torch nor numpy.
+here, apart from the code they version, so that computing a key (`ablate validate`) imports no torch.
 """
 
 # m3ae/data/synthmed: the generated images, reports and questions
