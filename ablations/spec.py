@@ -42,6 +42,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
 
 from m3ae.config import MAX_SEED, ConfigError, apply_overrides, field_paths, profile, suggest_path
+from m3ae.textfile import decode_utf8
 
 ZIP_KEY = "zip"
 # Paths a study sets through its own keys, never through base/factors.
@@ -384,12 +385,7 @@ def read_file(path: str | Path, what: str = "study") -> str:
         raise SpecError(f"{path}: cannot read the {what} file: {error.strerror or error}") from None
     if len(data) > MAX_FILE_BYTES:  # grew since stat
         raise SpecError(f"{path}: more than the {MAX_FILE_BYTES:,} bytes a {what} file may have")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise SpecError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); "
-                        f"a {what} file is UTF-8 YAML (re-encode it, e.g. iconv -f latin1 -t utf-8)") from None
+    return decode_utf8(data, path, SpecError, f"a {what} file is UTF-8 YAML (re-encode it, e.g. iconv -f latin1 -t utf-8)")
 
 
 def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None,
@@ -652,7 +648,7 @@ def check_data(configs, source: str | None = None) -> None:
 def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:
     """Data-parallel trials (workers > 1) need whole GPUs per worker and batches that split
     into equal shards."""
-    from m3ae.train.distributed import check_shardable
+    from m3ae.config import check_shardable
 
     if resources.workers > 1 and resources.gpu != int(resources.gpu):
         problems.add(("resources", "gpu"), f"must be a whole number of GPUs per worker when workers > 1 "
@@ -671,7 +667,7 @@ def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict
     try:
         cfg = apply_overrides(base_cfg, overrides)
         if workers > 1:
-            from m3ae.train.distributed import check_shardable
+            from m3ae.config import check_shardable
 
             check_shardable(cfg, workers, "resources.workers")
         return True

@@ -40,10 +40,8 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 STUDY = """\
 name: {name}
@@ -120,6 +118,88 @@ def laptop_seconds(how: str, workdir: Path) -> tuple[float, str]:
     return est.seconds, "`ablate estimate` probe (1 thread; no evaluation or data loading)"
 
 
+@dataclass
+class Platform:
+    """The study run through `ablate run`, as its wall clock and MLflow's trial runs tell it."""
+
+    trials: int
+    finished: int
+    wall: float  # the whole study
+    span: float  # first trial start to last trial end: the wall time without the fixed costs
+    run_mean: float  # a trial run's duration
+    train_mean: float  # of it, the training seconds the trainer measured
+
+
+def time_bare(sample, concurrent: int, workdir: Path, data_cache: Path, when: str) -> list[tuple[float, float]]:
+    """`bare_concurrent` over the sample in a fresh folder, its means printed."""
+    times = bare_concurrent(sample, concurrent, Path(tempfile.mkdtemp(prefix="bare-", dir=workdir)), data_cache)
+    print(f"bare ({when}): {len(times)} trials, {concurrent} at a time, "
+          f"{statistics.fmean(t for t, _ in times):.2f} s each, of which the trainer measured "
+          f"{statistics.fmean(t for _, t in times):.2f} s", flush=True)
+    return times
+
+
+def run_platform(spec, trials, text: str, workdir: Path, concurrent: int) -> Platform:
+    """The study on Ray Tune + MLflow + the pre-train cache, and the times its runs recorded."""
+    from ablations import tracking
+    from ablations.runner import run_study
+
+    uri = tracking.default_tracking_uri(workdir)
+    start = time.perf_counter()
+    outcome = run_study(spec, trials, text, workdir=workdir, tracking_uri=uri, max_concurrent=concurrent)
+    wall = time.perf_counter() - start
+    if outcome.finished != len(trials):
+        print(f"only {outcome.finished}/{len(trials)} trials finished: numbers below are not comparable")
+    runs = tracking.Tracker(uri).runs(outcome.experiment_id, f"tags.`{tracking.KIND}` = 'trial'")
+    durations = [(r.info.end_time - r.info.start_time) / 1000 for r in runs if r.info.end_time]
+    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
+    training = [r.data.metrics.get("cost/pretrain_seconds", 0) + r.data.metrics.get("cost/finetune_seconds", 0)
+                for r in runs]
+    return Platform(len(trials), outcome.finished, wall, span, statistics.fmean(durations),
+                    statistics.fmean(training))
+
+
+def report(platform: Platform, bare: list[tuple[float, float]], sample: int, concurrent: int, laptop: float,
+           how: str, workdir: Path) -> str:
+    """The overhead per trial, split into where it goes, against a laptop trial."""
+    n, wall = platform.trials, platform.wall
+    bare_mean, bare_train = statistics.fmean(t for t, _ in bare), statistics.fmean(t for _, t in bare)
+    fixed = wall - platform.span  # Ray's start, the first workers' imports, the summary and the dashboard
+    slot = wall * concurrent / n
+    steady = platform.span * concurrent / n  # the slot time without the fixed costs
+    overhead = slot - bare_mean
+    # the same without the bare sample (noisy on a shared machine): everything in the slot that is
+    # not the trainer's own measured loop; it also counts model building and data loading
+    upper = slot - platform.train_mean
+    db, artifacts = workdir / "mlflow.db", workdir / "artifacts"
+    store = folder_bytes(artifacts) + (db.stat().st_size if db.exists() else 0)
+    return "\n".join([
+        "",
+        f"Load test: {n} smoke trials, {concurrent} concurrent, {os.cpu_count()} cores "
+        f"(load average {os.getloadavg()[0]:.1f})",
+        f"  study wall time             {wall:8.1f} s   ({platform.finished} finished)",
+        f"  throughput                  {n / wall * 60:8.1f} trials/min",
+        f"  slot time per trial         {slot:8.2f} s   (wall x {concurrent} / {n})",
+        f"  bare time per trial         {bare_mean:8.2f} s   (pretrain + finetune called directly, "
+        f"{sample} sampled, run before and after, {concurrent} at a time)",
+        f"  platform overhead per trial {overhead:8.2f} s   ({overhead / bare_mean:+.0%} of the smoke trial)",
+        f"    the study's fixed costs, shared (Ray start, summary, dashboard) "
+        f"{fixed * concurrent / n:6.2f} s"
+        f"   ({fixed:.0f} s in all)",
+        f"    around each trial (Ray, steady slot time - run duration)        {steady - platform.run_mean:6.2f} s",
+        f"    in the trial (MLflow + cache, run duration - training seconds) "
+        f"{platform.run_mean - platform.train_mean:6.2f} s",
+        f"    training seconds the trainer measured inside the platform       {platform.train_mean:6.2f} s "
+        f"(bare: {bare_train:.2f} s of {bare_mean:.2f} s)",
+        f"  MLflow store                {store / 1e6:8.1f} MB   (mlflow.db {db.stat().st_size / 1e6:.1f} MB + "
+        f"artifacts {folder_bytes(artifacts) / 1e6:.1f} MB; {store / n / 1e3:.0f} kB per trial)",
+        f"  laptop-profile trial        {laptop:8.1f} s   ({how})",
+        f"  overhead / laptop trial     {overhead / laptop:8.2%}   (slot - bare)",
+        f"    upper bound               {upper / laptop:8.2%}   (slot - training seconds = {upper:.2f} s; "
+        f"goal <= 3%: {'met' if max(upper, overhead) / laptop <= 0.03 else 'NOT met'})",
+    ])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200, help="smoke trials in the study (default 200)")
@@ -132,86 +212,25 @@ def main() -> int:
 
     import torch  # noqa: F401 - imported before anything is timed
 
-    from ablations import tracking
-    from ablations.runner import run_study
     from ablations.spec import parse_spec
     from ablations.study import expand
 
     workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="ablate-load-"))).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    name = f"load_{args.trials}"
-    text = STUDY.format(name=name, seeds=list(range(args.trials)), max_trials=max(args.trials, 1))
+    text = STUDY.format(name=f"load_{args.trials}", seeds=list(range(args.trials)), max_trials=max(args.trials, 1))
     spec = parse_spec(text)
     trials = expand(spec)
     data_cache = workdir / "cache" / "data"
     print(f"load test: {len(trials)} smoke trials, {args.concurrent} at a time, work directory {workdir}", flush=True)
 
-    # ---- bare: warm the data cache (synthmed, tokenizer) untimed, then time a sample,
-    # before and after the platform (the machine's load drifts; the mean of both is used)
+    # bare: warm the data cache (synthmed, tokenizer) untimed, then time a sample, before and
+    # after the platform (the machine's load drifts; the mean of both is used)
     sample = random.Random(0).sample(trials, min(args.bare_sample, len(trials)))
-
-    def time_bare(when: str) -> list[tuple[float, float]]:
-        times = bare_concurrent(sample, args.concurrent, Path(tempfile.mkdtemp(prefix="bare-", dir=workdir)),
-                                data_cache)
-        print(f"bare ({when}): {len(times)} trials, {args.concurrent} at a time, "
-              f"{statistics.fmean(t for t, _ in times):.2f} s each, of which the trainer measured "
-              f"{statistics.fmean(t for _, t in times):.2f} s", flush=True)
-        return times
-
-    bare = time_bare("before")
-
-    # ---- the platform
-    uri = tracking.default_tracking_uri(workdir)
-    start = time.perf_counter()
-    outcome = run_study(spec, trials, text, workdir=workdir, tracking_uri=uri, max_concurrent=args.concurrent)
-    wall = time.perf_counter() - start
-    bare += time_bare("after")
-    bare_mean, bare_train = statistics.fmean(t for t, _ in bare), statistics.fmean(t for _, t in bare)
-    if outcome.finished != len(trials):
-        print(f"only {outcome.finished}/{len(trials)} trials finished: numbers below are not comparable")
-
-    tracker = tracking.Tracker(uri)
-    runs = tracker.runs(outcome.experiment_id, f"tags.`{tracking.KIND}` = 'trial'")
-    durations = [(r.info.end_time - r.info.start_time) / 1000 for r in runs if r.info.end_time]
-    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    fixed = wall - span  # Ray's start, the first workers' imports, the summary and the dashboard
-    training = [r.data.metrics.get("cost/pretrain_seconds", 0) + r.data.metrics.get("cost/finetune_seconds", 0)
-                for r in runs]
-    slot = wall * args.concurrent / len(trials)
-    steady = span * args.concurrent / len(trials)  # the slot time without the fixed costs
-    run_mean, train_mean = statistics.fmean(durations), statistics.fmean(training)
-    overhead = slot - bare_mean
-    # the same without the bare sample (noisy on a shared machine): everything in the slot that is
-    # not the trainer's own measured loop; it also counts model building and data loading
-    upper = slot - train_mean
+    bare = time_bare(sample, args.concurrent, workdir, data_cache, "before")
+    platform = run_platform(spec, trials, text, workdir, args.concurrent)
+    bare += time_bare(sample, args.concurrent, workdir, data_cache, "after")
     laptop, how = laptop_seconds(args.laptop, workdir)
-    db, artifacts = workdir / "mlflow.db", workdir / "artifacts"
-    store = folder_bytes(artifacts) + (db.stat().st_size if db.exists() else 0)
-
-    print("\n".join([
-        "",
-        f"Load test: {len(trials)} smoke trials, {args.concurrent} concurrent, {os.cpu_count()} cores "
-        f"(load average {os.getloadavg()[0]:.1f})",
-        f"  study wall time             {wall:8.1f} s   ({outcome.finished} finished)",
-        f"  throughput                  {len(trials) / wall * 60:8.1f} trials/min",
-        f"  slot time per trial         {slot:8.2f} s   (wall x {args.concurrent} / {len(trials)})",
-        f"  bare time per trial         {bare_mean:8.2f} s   (pretrain + finetune called directly, "
-        f"{len(sample)} sampled, run before and after, {args.concurrent} at a time)",
-        f"  platform overhead per trial {overhead:8.2f} s   ({overhead / bare_mean:+.0%} of the smoke trial)",
-        f"    the study's fixed costs, shared (Ray start, summary, dashboard) "
-        f"{fixed * args.concurrent / len(trials):6.2f} s"
-        f"   ({fixed:.0f} s in all)",
-        f"    around each trial (Ray, steady slot time - run duration)        {steady - run_mean:6.2f} s",
-        f"    in the trial (MLflow + cache, run duration - training seconds) {run_mean - train_mean:6.2f} s",
-        f"    training seconds the trainer measured inside the platform       {train_mean:6.2f} s "
-        f"(bare: {bare_train:.2f} s of {bare_mean:.2f} s)",
-        f"  MLflow store                {store / 1e6:8.1f} MB   (mlflow.db {db.stat().st_size / 1e6:.1f} MB + "
-        f"artifacts {folder_bytes(artifacts) / 1e6:.1f} MB; {store / len(trials) / 1e3:.0f} kB per trial)",
-        f"  laptop-profile trial        {laptop:8.1f} s   ({how})",
-        f"  overhead / laptop trial     {overhead / laptop:8.2%}   (slot - bare)",
-        f"    upper bound               {upper / laptop:8.2%}   (slot - training seconds = {upper:.2f} s; "
-        f"goal <= 3%: {'met' if max(upper, overhead) / laptop <= 0.03 else 'NOT met'})",
-    ]))
+    print(report(platform, bare, len(sample), args.concurrent, laptop, how, workdir))
     return 0
 
 

@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import math
 import re
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
+
+from m3ae import registry
 
 
 class ConfigError(ValueError):
@@ -71,19 +75,28 @@ def _check_heads(width: int, heads: int, path: str, heads_path: str) -> None:
 
 
 def _check_component(registry_name: str, name: str, path: str) -> None:
-    """A component name must exist in its registry (imported lazily: the
-    registries are filled by the model and data modules, which import us)."""
-    from m3ae import registry
-
+    """A component name must exist in its registry (which knows its built-in names without
+    importing the modules that provide them: checking a config imports no torch)."""
     reg = getattr(registry, registry_name)
     if name not in reg:
         raise ConfigError(f"{path}: {reg.unknown_message(name)}")
 
 
-def _check_model_name(encoder: str, name: str) -> None:
-    """A vision encoder factory may list the model names it builds (`model_names()`)."""
-    from m3ae import registry
+# timm's plain ViT names, as `timm.list_models(module="vision_transformer")` gives them (a test
+# holds the file to timm's own list): a config naming one of them is checked without timm
+TIMM_VIT_NAMES = Path(__file__).parent / "model" / "timm_vit_names.txt"
 
+
+@functools.lru_cache(maxsize=1)
+def _listed_timm_names() -> frozenset[str]:
+    return frozenset(TIMM_VIT_NAMES.read_text().split())
+
+
+def _check_model_name(encoder: str, name: str) -> None:
+    """A vision encoder factory may list the model names it builds (`model_names()`); timm's are
+    first looked up in the file, so the usual names are checked without importing timm."""
+    if encoder == "timm" and name in _listed_timm_names():
+        return
     known = getattr(registry.VISION_ENCODERS.get(encoder), "model_names", None)
     if known is not None and name not in known():
         hint = registry.closest(name, known())
@@ -537,6 +550,25 @@ def task_config(cfg: Config, task: str) -> Config:
     return apply_overrides(cfg, {model_paths.get(k, f"finetune.{k}"): v for k, v in changes.items()})
 
 
+def check_shardable(cfg, workers: int, where: str = "workers") -> None:
+    """Each worker needs an equal shard of every global batch (DDP averages the shards' mean
+    gradients, so unequal shards would weigh examples unequally), and pre-training needs at
+    least 2 examples per shard (ITM draws its negatives within the shard)."""
+    if workers < 1:
+        raise ConfigError(f"{where}: must be at least 1, got {workers}")
+    if workers == 1:
+        return
+    sizes = [("finetune.batch_size", cfg.finetune.batch_size, 1)]
+    if cfg.pretrain.enabled:
+        sizes.insert(0, ("pretrain.batch_size", cfg.pretrain.batch_size, 2))
+    for path, size, least in sizes:
+        if size % workers or size // workers < least:
+            raise ConfigError(f"{path}: {size} does not split into {workers} equal shards of at least {least} "
+                              f"example{'s' if least > 1 else ''} ({where} is {workers}): the workers share each "
+                              f"global batch; use a multiple of {workers}"
+                              + (f" (at least {least * workers})" if least > 1 else "") + " or other workers")
+
+
 # --------------------------------------------------------------------------- dict / YAML / flat views
 
 
@@ -696,8 +728,3 @@ def apply_overrides(cfg: Config, overrides) -> Config:
         node[leaf] = value
     return from_dict(data)
 
-
-# the data fields each synthmed task's content depends on (its cache key, m3ae/data/synthmed/tasks.py)
-SYNTH_TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
-                     "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
-                     "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}

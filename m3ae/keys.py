@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from m3ae.config import SYNTH_TASK_FIELDS, Config, PerTaskConfig, config_hash, to_dict
+from m3ae import plugins
+from m3ae.config import Config, PerTaskConfig, config_hash, to_dict
+from m3ae.data.synthmed.tasks import TASK_FIELDS as SYNTH_TASK_FIELDS
+from m3ae.versions import STREAMS_VERSION, SYNTHMED_VERSION, TOKENIZER_VERSION
 
 # data fields that pre-training never reads: the loader's workers and the fine-tuning tasks' sizes
 # (the tokenizer is trained on the pre-training corpus alone)
@@ -42,17 +45,12 @@ def _plain(cfg: Config) -> dict[str, Any]:
 def pretrain_view(cfg: Config) -> dict[str, Any]:
     """Only the settings that change what pre-training produces: the key of the
     pre-train cache. Fine-tuning settings and thread counts are left out."""
-    from m3ae import plugins
-    from m3ae.data.synthmed.tasks import GENERATOR_VERSION
-    from m3ae.data.tokenizer import TOKENIZER_VERSION
-    from m3ae.model.streams import STREAMS_VERSION
-
     data = _plain(cfg)
     view = {"model": data["model"],
             "data": {k: v for k, v in data["data"].items() if k not in NOT_PRETRAINING_DATA},
             "pretrain": data["pretrain"], "seed": data["seed"],
             # a new data generator or tokenizer makes old cached checkpoints stale: they get a new key
-            "versions": {"synthmed": GENERATOR_VERSION, "tokenizer": TOKENIZER_VERSION,
+            "versions": {"synthmed": SYNTHMED_VERSION, "tokenizer": TOKENIZER_VERSION,
                          "streams": STREAMS_VERSION}}
     used = plugins.used_by(view)
     if used:  # only then, so configs of built-ins keep their keys
@@ -65,8 +63,6 @@ def pretrain_key(cfg: Config) -> str:
 
 
 def trial_id(cfg: Config) -> str:
-    from m3ae import plugins
-
     data = _plain(cfg)
     used = plugins.used_by(data)
     if used:

@@ -10,9 +10,11 @@ decorator where it is defined; config selects it by name:
     IMAGE_MASKING.names()             # ["block", "random"]
 
 An unknown name raises `UnknownComponentError` listing the valid names and the
-closest one. Modules that register components are imported by `ensure_loaded()`
-so that `names()` is complete no matter what the caller imported first; a name
-that no built-in provides first loads the plugins installed under the
+closest one. Each registry declares its built-in names and the module that
+registers them (the table at the bottom, held to agree with the modules by a
+test), so checking a name imports nothing: a config is checked without torch,
+and `get` imports the module that provides a name when it is first asked for.
+A name that no built-in provides first loads the plugins installed under the
 `m3ae.components` entry point group (`m3ae.plugins`), as catalogue does.
 """
 
@@ -24,15 +26,6 @@ import sys
 from typing import Callable, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
-
-# Modules whose import registers components. Adding a component in a new module
-# means adding the module here once; adding one to an existing module needs nothing.
-_COMPONENT_MODULES = (
-    "m3ae.model",
-    "m3ae.data",
-    "m3ae.train",
-)
-
 
 class UnknownComponentError(KeyError, ValueError):
     """A config named a component that no registry entry provides."""
@@ -48,8 +41,11 @@ def closest(name: str, candidates) -> str | None:
 
 
 class Registry(Generic[F]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, module: str, builtins: tuple[str, ...]):
+        """`builtins`: the names that `module` registers when imported."""
         self.kind = kind
+        self.module = module
+        self.builtins = builtins
         self._factories: dict[str, F] = {}
         self._origins: dict[str, str | None] = {}  # name -> the module that registered it
 
@@ -59,6 +55,8 @@ class Registry(Generic[F]):
         modules = [sys._getframe(1).f_globals.get("__name__")]
 
         def decorator(factory: F) -> F:
+            if name in self.builtins and modules[0] != self.module:
+                importlib.import_module(self.module)  # the built-in first: another factory is a clash
             if name in self._factories and self._factories[name] is not factory:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             self._factories[name] = factory
@@ -71,11 +69,15 @@ class Registry(Generic[F]):
     def get(self, name: str) -> F:
         if name not in self:
             raise UnknownComponentError(self.unknown_message(name))
+        if name not in self._factories:  # a built-in whose module is not imported yet
+            importlib.import_module(self.module)
         return self._factories[name]
 
     def origin(self, name: str) -> str | None:
         """The module that registered a component (None: not registered)."""
-        return self._origins.get(name) if name in self else None
+        if name not in self:
+            return None
+        return self._origins.get(name, self.module)
 
     def unknown_message(self, name: str) -> str:
         names = self.names()  # plugins included
@@ -84,31 +86,24 @@ class Registry(Generic[F]):
         return f"unknown {self.kind} {name!r}: expected one of {names}{suggestion}"
 
     def names(self) -> list[str]:
-        ensure_loaded()
         _load_plugins()
-        return sorted(self._factories)
+        return sorted({*self.builtins, *self._factories})
 
     def __contains__(self, name: str) -> bool:
-        ensure_loaded()
-        if name not in self._factories:
-            _load_plugins()  # an installed plugin may provide it
+        if name in self.builtins or name in self._factories:
+            return True
+        _load_plugins()  # an installed plugin may provide it
         return name in self._factories
 
     def __repr__(self) -> str:
-        return f"Registry({self.kind!r}, {sorted(self._factories)})"
-
-
-_loaded = False
+        return f"Registry({self.kind!r}, {sorted({*self.builtins, *self._factories})})"
 
 
 def ensure_loaded() -> None:
-    """Import every module that registers components (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _COMPONENT_MODULES:
-        importlib.import_module(module)
+    """Import every module that registers built-in components, so each registry holds all
+    its factories (what a test that snapshots the registries needs)."""
+    for reg in all_registries():
+        importlib.import_module(reg.module)
 
 
 def _load_plugins() -> None:
@@ -122,15 +117,18 @@ def all_registries() -> list[Registry]:
     return [value for value in globals().values() if isinstance(value, Registry)]
 
 
-# The component kinds. Each is filled by the module named in the comment.
-VISION_ENCODERS: Registry = Registry("vision encoder")  # m3ae/model/encoders.py
-TEXT_ENCODERS: Registry = Registry("text encoder")  # m3ae/model/encoders.py
-FUSION: Registry = Registry("fusion")  # m3ae/model/fusion.py
-IMAGE_MASKING: Registry = Registry("image masking")  # m3ae/model/masking.py
-TEXT_MASKING: Registry = Registry("text masking")  # m3ae/model/masking.py
-VISION_DECODERS: Registry = Registry("vision decoder")  # m3ae/model/decoders.py
-LANGUAGE_DECODERS: Registry = Registry("language decoder")  # m3ae/model/decoders.py
-OBJECTIVES: Registry = Registry("pre-training objective")  # m3ae/model/objectives.py
-ITM_NEGATIVES: Registry = Registry("ITM negative sampler")  # m3ae/model/objectives.py
-TASKS: Registry = Registry("fine-tuning task")  # m3ae/train/tasks.py
-DATASETS: Registry = Registry("dataset")  # m3ae/data/
+# The component kinds: each with the module that registers its built-ins, and their names.
+VISION_ENCODERS: Registry = Registry("vision encoder", "m3ae.model.encoders", ("timm",))
+TEXT_ENCODERS: Registry = Registry("text encoder", "m3ae.model.encoders", ("bert", "roberta"))
+FUSION: Registry = Registry("fusion", "m3ae.model.fusion", ("coattention",))
+IMAGE_MASKING: Registry = Registry("image masking", "m3ae.model.masking", ("random", "block"))
+TEXT_MASKING: Registry = Registry("text masking", "m3ae.model.masking", ("token", "whole_word", "span"))
+VISION_DECODERS: Registry = Registry("vision decoder", "m3ae.model.decoders", ("transformer", "mlp"))
+LANGUAGE_DECODERS: Registry = Registry("language decoder", "m3ae.model.decoders", ("mlp", "transformer"))
+OBJECTIVES: Registry = Registry("pre-training objective", "m3ae.model.objectives", ("mim", "mlm", "itm"))
+ITM_NEGATIVES: Registry = Registry("ITM negative sampler", "m3ae.model.objectives", ("random", "hard", "text_overlap"))
+TASKS: Registry = Registry("fine-tuning task", "m3ae.tasks", (
+    "synth_vqa", "vqa_rad", "slake", "medvqa_2019", "synth_cls", "melinda", "synth_irtr", "roco"))
+DATASETS: Registry = Registry("dataset", "m3ae.data.builders", (
+    "synth_pairs", "synth_vqa", "synth_cls", "synth_irtr", "roco", "medicat", "vqa_rad", "slake", "medvqa_2019",
+    "melinda"))

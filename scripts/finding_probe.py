@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from m3ae.data.synthmed.scene import KINDS, MAX_FINDINGS, POSITIONS, SIDES, SIZES
 
 SLOTS = len(SIDES) * len(POSITIONS)  # where a finding can sit: slot = side * len(POSITIONS) + position
+PREFIX = "vision_encoder."  # the vision encoder's keys in a checkpoint's model
 
 
 def slot_targets(scenes) -> tuple[np.ndarray, np.ndarray]:
@@ -52,19 +53,79 @@ def slot_targets(scenes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(split: str, cfg, cache: Path):
-    from m3ae.data.collate import normalize
-    from m3ae.data.synthmed import tasks
+    from m3ae.data import normalize
+    from m3ae.data.synthmed import load_split
 
-    data = tasks.load_split("synth_pairs", split, cfg.data, cfg.model.vision.image_size, cache)
+    data = load_split("synth_pairs", split, cfg.data, cfg.model.vision.image_size, cache)
     images = normalize(torch.from_numpy(np.array(data.images)).float().div(255)[:, None].expand(-1, 3, -1, -1))
     kind, size = slot_targets(data.scenes)
     return images, torch.from_numpy(kind), torch.from_numpy(size)
 
 
+class Probe(torch.nn.Module):
+    """The vision encoder with a linear read-out of all its tokens: per finding slot, the
+    kind ("empty" or one of KINDS) and the size."""
+
+    def __init__(self, encoder: torch.nn.Module, tokens: int, width: int):
+        super().__init__()
+        self.encoder, self.kinds = encoder, 1 + len(KINDS)
+        self.readout = torch.nn.Linear(tokens * width, SLOTS * (self.kinds + len(SIZES)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> kind logits [B, SLOTS, kinds], size logits [B, SLOTS, len(SIZES)]."""
+        kind, size = self.readout(self.encoder(x).flatten(1)).split([SLOTS * self.kinds, SLOTS * len(SIZES)], dim=1)
+        return kind.view(-1, SLOTS, self.kinds), size.view(-1, SLOTS, len(SIZES))
+
+
+def build_probe(cfg, checkpoint: dict | None, frozen: bool, sample: torch.Tensor) -> Probe:
+    """The profile's vision encoder (from a pre-training checkpoint's, or fresh) under a read-out;
+    `frozen`: only the read-out trains."""
+    from m3ae.registry import VISION_ENCODERS
+
+    encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
+    if checkpoint is not None:
+        encoder.load_state_dict({k[len(PREFIX):]: v for k, v in checkpoint["model"].items() if k.startswith(PREFIX)})
+    encoder.requires_grad_(not frozen)
+    with torch.no_grad():
+        tokens = encoder(sample[:2]).shape  # [2, L, D]
+    return Probe(encoder, tokens[1], tokens[2])
+
+
+def train(probe: Probe, cfg, steps: int, frozen: bool, train_set, val_set) -> None:
+    """AdamW on the read-out (and the encoder unless frozen); validation every 500 steps and at the end."""
+    train_x, train_kind, train_size = train_set
+    params = list(probe.readout.parameters()) + ([] if frozen else list(probe.encoder.parameters()))
+    optimizer = torch.optim.AdamW(params, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay)
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        i = torch.randint(0, len(train_x), (cfg.pretrain.batch_size,))
+        kind, size = probe(train_x[i])
+        present = train_size[i] >= 0
+        loss = F.cross_entropy(kind.flatten(0, 1), train_kind[i].flatten()) + F.cross_entropy(
+            size[present], train_size[i][present])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % 500 == 0 or step == steps:
+            scores = validate(probe, *val_set)
+            print(f"step {step} ({time.perf_counter() - start:.0f} s): {scores}", flush=True)
+
+
+def validate(probe: Probe, val_x, val_kind, val_size) -> str:
+    """Accuracy of slot occupancy, of the kind and of the size of present findings."""
+    probe.encoder.eval()
+    with torch.no_grad():
+        kind, size = probe(val_x)
+    probe.encoder.train()
+    occupied, guess = val_kind > 0, kind.argmax(-1)
+    return (f"slot empty or not {((guess > 0) == occupied).float().mean():.3f}, kind of a present finding "
+            f"{(guess[occupied] == val_kind[occupied]).float().mean():.3f}, size "
+            f"{(size.argmax(-1)[occupied] == val_size[occupied]).float().mean():.3f}")
+
+
 def main(argv=None) -> None:
     from m3ae.config import apply_overrides, profile
-    from m3ae.data.synthmed import tasks
-    from m3ae.registry import VISION_ENCODERS
+    from m3ae.data.synthmed import build_task
     from m3ae.train.checkpoint import load_checkpoint, write_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -83,52 +144,15 @@ def main(argv=None) -> None:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads or 1)
 
-    tasks.build_task("synth_pairs", cfg.data, cfg.model.vision.image_size, args.cache)
-    train_x, train_kind, train_size = load("train", cfg, args.cache)
-    val_x, val_kind, val_size = load("val", cfg, args.cache)
-    encoder = VISION_ENCODERS.get(cfg.model.vision.encoder)(cfg.model.vision)
-    prefix = "vision_encoder."
-    if args.checkpoint:
-        checkpoint = load_checkpoint(args.checkpoint)
-        encoder.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["model"].items() if k.startswith(prefix)})
-    encoder.requires_grad_(not args.frozen)
-    with torch.no_grad():
-        tokens = encoder(val_x[:2]).shape  # [2, L, D]
-    kinds = 1 + len(KINDS)  # "empty" and each kind
-    readout = torch.nn.Linear(tokens[1] * tokens[2], SLOTS * (kinds + len(SIZES)))
-    params = list(readout.parameters()) + ([] if args.frozen else list(encoder.parameters()))
-    optimizer = torch.optim.AdamW(params, lr=cfg.pretrain.lr, weight_decay=cfg.pretrain.weight_decay)
-
-    def predict(x):
-        """-> kind logits [B, SLOTS, kinds], size logits [B, SLOTS, len(SIZES)]."""
-        kind, size = readout(encoder(x).flatten(1)).split([SLOTS * kinds, SLOTS * len(SIZES)], dim=1)
-        return kind.view(-1, SLOTS, kinds), size.view(-1, SLOTS, len(SIZES))
-
-    occupied = val_kind > 0
-    print(f"{len(train_x)} training images; chance: slot empty or not {1 - occupied.float().mean():.2f} "
+    build_task("synth_pairs", cfg.data, cfg.model.vision.image_size, args.cache)
+    train_set, val_set = load("train", cfg, args.cache), load("val", cfg, args.cache)
+    checkpoint = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    probe = build_probe(cfg, checkpoint, args.frozen, val_set[0])
+    print(f"{len(train_set[0])} training images; chance: slot empty or not {1 - (val_set[1] > 0).float().mean():.2f} "
           f"(always 'empty'), kind {1 / len(KINDS):.2f}, size {1 / len(SIZES):.2f}")
-    start = time.perf_counter()
-    for step in range(1, args.steps + 1):
-        i = torch.randint(0, len(train_x), (cfg.pretrain.batch_size,))
-        kind, size = predict(train_x[i])
-        present = train_size[i] >= 0
-        loss = F.cross_entropy(kind.flatten(0, 1), train_kind[i].flatten()) + F.cross_entropy(
-            size[present], train_size[i][present])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % 500 == 0 or step == args.steps:
-            encoder.eval()
-            with torch.no_grad():
-                kind, size = predict(val_x)
-            encoder.train()
-            guess = kind.argmax(-1)
-            print(f"step {step} ({time.perf_counter() - start:.0f} s): slot empty or not "
-                  f"{((guess > 0) == occupied).float().mean():.3f}, kind of a present finding "
-                  f"{(guess[occupied] == val_kind[occupied]).float().mean():.3f}, size "
-                  f"{(size.argmax(-1)[occupied] == val_size[occupied]).float().mean():.3f}", flush=True)
+    train(probe, cfg, args.steps, args.frozen, train_set, val_set)
     if args.save:
-        checkpoint["model"].update({prefix + k: v for k, v in encoder.state_dict().items()})
+        checkpoint["model"].update({PREFIX + k: v for k, v in probe.encoder.state_dict().items()})
         write_checkpoint(args.save, checkpoint)
         print(f"wrote {args.save}: {args.checkpoint} with the probe-trained vision encoder")
 

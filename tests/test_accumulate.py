@@ -22,7 +22,7 @@ from m3ae.train.accumulate import micro_batches
 from m3ae.train.finetune import TaskModel
 from m3ae.train.optim import build_optimizer
 from m3ae.train.schedule import build_scheduler
-from m3ae.train.tasks import get_task
+from m3ae.tasks import get_task
 
 # the modules, not the functions m3ae.train re-exports under the same names
 pretrain_module = importlib.import_module("m3ae.train.pretrain")

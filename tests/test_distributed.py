@@ -17,7 +17,8 @@ from ablations import tracking
 from ablations.cli import main
 from ablations.distributed import trial_request, trials_that_fit
 from m3ae.config import ConfigError, apply_overrides, profile
-from m3ae.train.distributed import SINGLE, DataParallel, check_shardable
+from m3ae.config import check_shardable
+from m3ae.train.distributed import SINGLE, DataParallel
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module (the scripts are files, not an importable package)."""
+    spec = importlib.util.spec_from_file_location(f"scripts_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_word_probe_masks_only_the_chosen_attribute_and_reports_its_accuracy(tmp_path):
@@ -52,8 +62,7 @@ def test_itm_grounding_scores_matched_random_and_location_swapped_reports(smoke_
 def test_swap_words_exchanges_both_words_and_flags_changed_rows():
     import torch
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from itm_grounding import swap_words
+    swap_words = script("itm_grounding").swap_words
 
     ids = torch.tensor([[5, 7, 9, 7], [1, 2, 3, 4]])
     swapped, changed = swap_words(ids, 7, 9)
@@ -68,8 +77,8 @@ def _result(variant, seed, test, val, lr, lr_trial=False):
 
 
 def test_pretraining_helps_tunes_scratch_by_validation_not_test():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from pretraining_helps import TUNED, markdown
+    helps = script("pretraining_helps")
+    TUNED, markdown = helps.TUNED, helps.markdown
 
     results = [_result("full", 0, 60.0, 61.0, 2e-4), _result("mlm_itm", 0, 58.0, 59.0, 2e-4),
                _result("scratch", 0, 50.0, 52.0, 2e-4),  # the profile's lr
@@ -144,8 +153,7 @@ def test_word_categories_name_the_scene_attribute_of_synthmed_words(smoke_checkp
 
 
 def test_vqa_by_question_scores_each_question_family(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from vqa_by_question import FAMILIES
+    FAMILIES = script("vqa_by_question").FAMILIES
 
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "vqa_by_question.py"), "--profile", "smoke",
                           "--set", "threads=1", "--workdir", str(tmp_path)],

@@ -83,7 +83,7 @@ def run(args) -> int:
     from m3ae import plugins
     from m3ae.config import to_dict, to_yaml
     from m3ae.keys import trial_id
-    from m3ae.train.distributed import check_shardable
+    from m3ae.config import check_shardable
 
     if args.workers < 1:
         raise UsageError(f"--workers must be at least 1, got {args.workers}")

@@ -8,35 +8,29 @@
 Dataset names are DATASETS registry entries (synth_pairs, synth_vqa, synth_cls,
 synth_irtr, roco, medicat, vqa_rad, slake, medvqa_2019, melinda), or
 pre-training pair datasets joined with '+' ("roco+medicat").
+
+The names below are imported from their modules on first use: the light parts of the
+package (synthmed's cache settings, the real datasets' layouts) import without torch.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from m3ae.data import builders as _builders  # noqa: F401 - registers the DATASETS entries
-from m3ae.data.collate import IMAGE_MEAN, IMAGE_STD, denormalize, make_loader, normalize
-from m3ae.data.dataset import TaskDataset, concat, subset
-from m3ae.data.real.common import DataFormatError
-from m3ae.data.tokenizer import build_tokenizer, text_vocab
-from m3ae.registry import DATASETS
+import importlib
 
 SPLITS = ("train", "val", "test")
 
+_EXPORTS = {  # name -> the module that defines it
+    "build_dataset": "m3ae.data.builders", "build_tokenizer": "m3ae.data.tokenizer", "text_vocab": "m3ae.data.tokenizer",
+    "make_loader": "m3ae.data.collate", "normalize": "m3ae.data.collate", "denormalize": "m3ae.data.collate",
+    "IMAGE_MEAN": "m3ae.data.collate", "IMAGE_STD": "m3ae.data.collate", "TaskDataset": "m3ae.data.dataset",
+    "subset": "m3ae.data.dataset", "DataFormatError": "m3ae.data.real.common",
+}
 
-def build_dataset(name: str, split: str, cfg, tokenizer, cache_dir: Path, *, fraction: float = 1.0,
-                  fraction_seed: int = 0) -> TaskDataset:
-    """One split of a dataset, ready for `make_loader`.
 
-    fraction < 1 keeps a deterministic random share of the examples (seeded by
-    `fraction_seed`), for `finetune.train_fraction` on the training split.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
-    parts = [DATASETS.get(part.strip())(split, cfg, tokenizer, Path(cache_dir)) for part in name.split("+")]
-    dataset = parts[0] if len(parts) == 1 else concat(parts, name)
-    dataset.tokenizer = tokenizer
-    return subset(dataset, fraction, fraction_seed)
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'm3ae.data' has no attribute {name!r}")
 
 
 __all__ = ["build_tokenizer", "text_vocab", "build_dataset", "make_loader", "subset", "TaskDataset",

@@ -10,14 +10,31 @@ from pathlib import Path
 
 import numpy as np
 
+from m3ae.data import SPLITS
 from m3ae.data.answers import label_set
-from m3ae.data.dataset import ArrayImages, FileImages, TaskDataset
+from m3ae.data.dataset import ArrayImages, FileImages, TaskDataset, concat, subset
 from m3ae.data.real import melinda as melinda_format
 from m3ae.data.real import pairs as pairs_format
 from m3ae.data.real import vqa as vqa_format
 from m3ae.data.real.common import data_root
 from m3ae.data.synthmed import load_split
 from m3ae.registry import DATASETS
+
+
+def build_dataset(name: str, split: str, cfg, tokenizer, cache_dir: Path, *, fraction: float = 1.0,
+                  fraction_seed: int = 0) -> TaskDataset:
+    """One split of a dataset, ready for `make_loader`.
+
+    fraction < 1 keeps a deterministic random share of the examples (seeded by
+    `fraction_seed`), for `finetune.train_fraction` on the training split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {list(SPLITS)}")
+    parts = [DATASETS.get(part.strip())(split, cfg, tokenizer, Path(cache_dir)) for part in name.split("+")]
+    dataset = parts[0] if len(parts) == 1 else concat(parts, name)
+    dataset.tokenizer = tokenizer
+    return subset(dataset, fraction, fraction_seed)
+
 
 # ------------------------------------------------------------------ synthmed
 

@@ -12,11 +12,9 @@ from pathlib import Path
 
 from m3ae.batch import TextVocab
 from m3ae.data.cache import cached_entry, entry_name
+from m3ae.versions import TOKENIZER_VERSION
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-# 2: a deterministic vocabulary (whole words by count, then characters) instead of
-# `tokenizers`' WordPiece trainer, which breaks count ties in a per-process order
-TOKENIZER_VERSION = 2
 
 
 def build_tokenizer(cfg, cache_dir: Path):

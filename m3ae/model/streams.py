@@ -16,9 +16,6 @@ import hashlib
 
 import torch
 
-# Bump when what the streams draw changes: pre-training results change, so cached ones get new keys.
-STREAMS_VERSION = 1
-
 
 def draw_base() -> int:
     """One number off torch's global RNG: the base of this call's streams."""

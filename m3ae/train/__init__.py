@@ -13,7 +13,7 @@ from m3ae.train.checkpoint import CheckpointMismatchError
 from m3ae.train.finetune import FinetuneResult, finetune
 from m3ae.train.pretrain import PretrainResult, pretrain
 from m3ae.train.runtime import NonFiniteLossError
-from m3ae.train.tasks import Task, get_task
+from m3ae.tasks import Task, get_task
 
 __all__ = ["Callback", "CallbackList", "CheckpointMismatchError", "FinetuneResult", "NonFiniteLossError",
            "PretrainResult", "Task", "finetune", "get_task", "pretrain"]

@@ -32,7 +32,6 @@ import torch
 from torch import nn
 
 from m3ae.batch import Batch
-from m3ae.config import ConfigError
 
 
 class ShardLoss(nn.Module):
@@ -148,25 +147,6 @@ class DataParallel:
 
 
 SINGLE = DataParallel()  # one process: every method above is the identity
-
-
-def check_shardable(cfg, workers: int, where: str = "workers") -> None:
-    """Each worker needs an equal shard of every global batch (DDP averages the shards' mean
-    gradients, so unequal shards would weigh examples unequally), and pre-training needs at
-    least 2 examples per shard (ITM draws its negatives within the shard)."""
-    if workers < 1:
-        raise ConfigError(f"{where}: must be at least 1, got {workers}")
-    if workers == 1:
-        return
-    sizes = [("finetune.batch_size", cfg.finetune.batch_size, 1)]
-    if cfg.pretrain.enabled:
-        sizes.insert(0, ("pretrain.batch_size", cfg.pretrain.batch_size, 2))
-    for path, size, least in sizes:
-        if size % workers or size // workers < least:
-            raise ConfigError(f"{path}: {size} does not split into {workers} equal shards of at least {least} "
-                              f"example{'s' if least > 1 else ''} ({where} is {workers}): the workers share each "
-                              f"global batch; use a multiple of {workers}"
-                              + (f" (at least {least * workers})" if least > 1 else "") + " or other workers")
 
 
 def _digest(batch: Batch) -> str:

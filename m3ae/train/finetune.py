@@ -19,16 +19,15 @@ from pathlib import Path
 import torch
 
 from m3ae.config import task_config
-from m3ae.train.accumulate import accumulation
+from m3ae.tasks import get_task
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import load_checkpoint, load_model_weights
 from m3ae.train.distributed import SINGLE, DataParallel
-from m3ae.train.flops import count_flops
-from m3ae.train.optim import build_optimizer, clip_gradients
+from m3ae.train.optim import build_optimizer
 from m3ae.train.progress import Progress
-from m3ae.train.runtime import autocast, check_finite, seed_everything
+from m3ae.train.runtime import autocast, seed_everything
 from m3ae.train.schedule import build_scheduler
-from m3ae.train.tasks import get_task
+from m3ae.train.steps import StepLog, Stopwatch, optimizer_step
 
 
 @dataclass
@@ -62,84 +61,82 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     settings); returns test metrics of the best validation epoch.
     `parallel`: this process's place in a data-parallel group (default: a single process).
     `keep_model`: also return that epoch's model (analyses that score it further, in-process only)."""
-    from m3ae.data import build_dataset, build_tokenizer, make_loader, text_vocab
-    from m3ae.model import build_model
+    from m3ae.data import make_loader
 
     cfg = task_config(cfg, task)  # the task's own batch, epochs, lr multipliers, sizes (finetune.per_task)
     spec, fcfg = get_task(task), cfg.finetune
-    out_dir, cache_dir = Path(out_dir), Path(cache_dir)
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     callbacks = CallbackList(callbacks if parallel.is_main else ())
     seed_everything(cfg.seed, cfg.threads)
-    start = time.perf_counter()
+    start, evaluating = time.perf_counter(), Stopwatch()
 
-    tokenizer = build_tokenizer(cfg, cache_dir)
-    # train_fraction keeps a fixed random share of the training split (the same for scratch and pre-trained)
-    splits = {split: build_dataset(spec.dataset, split, cfg, tokenizer, cache_dir,
-                                   fraction=fcfg.train_fraction if split == "train" else 1.0, fraction_seed=cfg.seed)
-              for split in ("train", "val", "test")}
-    model = build_model(cfg.model, text_vocab(tokenizer))
-    if checkpoint is not None:
-        load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
-    net = parallel.place(TaskModel(model, spec.build_head(model, splits["train"])))
+    splits, net = _build(cfg, spec, checkpoint, Path(cache_dir))
+    net = parallel.place(net)
     optimizer = build_optimizer(net.roles(), fcfg, net.parameters())
     loss_of = parallel.wrap(net, lambda batch: spec.loss(net.backbone, net.head, batch))  # in DDP when distributed
-
-    train_set = splits["train"]
-    loader_for = lambda epoch: make_loader(train_set, fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
+    loader_for = lambda epoch: make_loader(splits["train"], fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
                                            seed=cfg.seed * 100_003 + epoch)
     steps_per_epoch = len(loader_for(0))
     if steps_per_epoch == 0:
         raise ValueError(f"{task}: finetune.batch_size {fcfg.batch_size} leaves no full batch "
-                         f"in {len(train_set)} training examples")
+                         f"in {len(splits['train'])} training examples")
     scheduler = build_scheduler(optimizer, fcfg, fcfg.epochs * steps_per_epoch)
 
     callbacks.on_stage_start(task, fcfg.epochs * steps_per_epoch)
     parallel.seed(cfg.seed, 0)
-    step, flops_per_step = 0, 0
-    best, best_state, best_val, best_epoch = None, None, None, 0
-    eval_seconds = 0.0
+    step, best, best_state, best_val, best_epoch = 0, None, None, None, 0
     with Progress(fcfg.epochs * steps_per_epoch, task, enabled=None if parallel.is_main else False) as bar:
+        log = StepLog(task, optimizer, parallel, callbacks, bar)
         for epoch in range(1, fcfg.epochs + 1):
             for batch in loader_for(epoch):  # global batches; this process trains on its shard of each
                 step += 1
-                lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]
-                tick = time.perf_counter()
-                shard = parallel.shard(batch)
-                train_step = lambda: _train_step(spec, loss_of, optimizer, scheduler, shard, fcfg, step)  # noqa: E731
-                if not flops_per_step:
-                    loss, flops_per_step = count_flops(train_step)
-                    flops_per_step *= parallel.world_size
-                else:
-                    loss = train_step()
-                metrics = parallel.mean({"train_loss": loss, "lr": lr,
-                                         "samples_per_s": len(batch) / (time.perf_counter() - tick)})
-                callbacks.on_step(task, step, metrics)
-                bar.update(1, loss=loss)
+                started, shard = time.perf_counter(), parallel.shard(batch)
+                log.run(step, batch, lambda: _train_step(spec, loss_of, optimizer, scheduler, shard, fcfg, step),
+                        lambda loss: {"train_loss": loss}, started)
             if is_eval_epoch(epoch, fcfg):
-                eval_start = time.perf_counter()
-                val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
-                eval_seconds += time.perf_counter() - eval_start
+                with evaluating:
+                    val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
                 callbacks.on_eval(task, step, {f"val_{k}": v for k, v in val.items()})
                 if spec.better(val[spec.headline], best):
                     best, best_val, best_epoch = val[spec.headline], val, epoch
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
-    eval_start = time.perf_counter()
-    test = _evaluate(spec, net, splits["test"], cfg)
-    eval_seconds += time.perf_counter() - eval_start
-    seconds = time.perf_counter() - start
-    result = FinetuneResult(metrics=test, seconds=seconds, flops=float(flops_per_step) * step,
-                            eval_seconds=eval_seconds,
-                            val_metrics=best_val, best_epoch=best_epoch, model=net if keep_model else None)
+    with evaluating:
+        test = _evaluate(spec, net, splits["test"], cfg)
+    result = FinetuneResult(metrics=test, seconds=time.perf_counter() - start, flops=float(log.flops_per_step) * step,
+                            eval_seconds=evaluating.seconds, val_metrics=best_val, best_epoch=best_epoch,
+                            model=net if keep_model else None)
     path = out_dir / "metrics.json"
     if parallel.is_main:
-        path.write_text(json.dumps({"task": task, "test": test, "val": best_val, "best_epoch": best_epoch,
-                                    "seconds": seconds, "eval_seconds": eval_seconds, "flops": result.flops,
-                                    "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
+        _write_metrics(path, task, result, checkpoint)
     callbacks.on_artifact(task, path)
     callbacks.on_end(task, test)
     return result
+
+
+def _build(cfg, spec, checkpoint: Path | None, cache_dir: Path) -> tuple[dict, TaskModel]:
+    """The task's train / val / test sets and the model (from `checkpoint`, or fresh) with its head."""
+    from m3ae.data import build_dataset, build_tokenizer, text_vocab
+    from m3ae.model import build_model
+
+    tokenizer = build_tokenizer(cfg, cache_dir)
+    # train_fraction keeps a fixed random share of the training split (the same for scratch and pre-trained)
+    splits = {split: build_dataset(spec.dataset, split, cfg, tokenizer, cache_dir,
+                                   fraction=cfg.finetune.train_fraction if split == "train" else 1.0,
+                                   fraction_seed=cfg.seed)
+              for split in ("train", "val", "test")}
+    model = build_model(cfg.model, text_vocab(tokenizer))
+    if checkpoint is not None:
+        load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
+    return splits, TaskModel(model, spec.build_head(model, splits["train"]))
+
+
+def _write_metrics(path: Path, task: str, result: FinetuneResult, checkpoint: Path | None) -> None:
+    path.write_text(json.dumps({"task": task, "test": result.metrics, "val": result.val_metrics,
+                                "best_epoch": result.best_epoch, "seconds": result.seconds,
+                                "eval_seconds": result.eval_seconds, "flops": result.flops,
+                                "pretrained": str(checkpoint) if checkpoint else None}, indent=2))
 
 
 def is_eval_epoch(epoch: int, fcfg) -> bool:
@@ -150,19 +147,10 @@ def is_eval_epoch(epoch: int, fcfg) -> bool:
 def _train_step(spec, loss_of, optimizer, scheduler, batch, fcfg, step: int) -> float:
     """`loss_of(batch)`: the task's loss over the backbone and head (in DDP when distributed),
     over micro-batches of `fcfg.micro_batch_size`; returns the batch's loss."""
-    loss_of.train()
-    optimizer.zero_grad(set_to_none=True)
+    outs = optimizer_step(loss_of, optimizer, scheduler, batch, fcfg, spec.name, step, lambda loss: (loss, None))
     total = 0.0
-    for part, share, sync in accumulation(loss_of, batch, fcfg.micro_batch_size):  # m3ae.train.accumulate
-        with sync:
-            with autocast(fcfg.precision, part.images.device.type):
-                loss = loss_of(part)
-            check_finite(spec.name, step, loss)
-            (loss if share == 1 else loss * share).backward()
+    for share, loss in outs:
         total += share * loss.item()
-    clip_gradients(optimizer, fcfg.grad_clip)
-    optimizer.step()
-    scheduler.step()
     return total
 
 

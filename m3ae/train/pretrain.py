@@ -24,17 +24,16 @@ from typing import TYPE_CHECKING
 
 from m3ae.config import ConfigError, flatten, from_dict
 from m3ae.keys import pretrain_view
-from m3ae.train.accumulate import accumulation
 from m3ae.train.callbacks import CallbackList
 from m3ae.train.checkpoint import (CheckpointMismatchError, flat_differences, load_checkpoint,
                                   load_model_weights, save_checkpoint, set_rng_state)
 from m3ae.train.distributed import SINGLE, DataParallel
 from m3ae.train.evaluate import evaluate_pretrain, save_reconstructions
-from m3ae.train.flops import count_flops
-from m3ae.train.optim import build_optimizer, clip_gradients
+from m3ae.train.optim import build_optimizer
 from m3ae.train.progress import Progress
-from m3ae.train.runtime import autocast, check_finite, maybe_compile, seed_everything
+from m3ae.train.runtime import maybe_compile, seed_everything
 from m3ae.train.schedule import build_scheduler
+from m3ae.train.steps import StepLog, Stopwatch, optimizer_step
 
 if TYPE_CHECKING:
     from m3ae.model.m3ae import M3AEOutput
@@ -114,58 +113,62 @@ def pretrain(cfg, out_dir: Path, cache_dir: Path, callbacks=(), *, max_steps: in
     optimizer = build_optimizer(model.param_groups_by_role(), pcfg, model.parameters())
     scheduler = build_scheduler(optimizer, pcfg, pcfg.steps)
     ckpt_path = out_dir / CHECKPOINT
-    step, resumed = 0, None
-    if ckpt_path.exists():
-        resumed = load_checkpoint(ckpt_path)
-        _check_same_run(resumed, cfg, ckpt_path)
-        load_model_weights(model, resumed, cfg, source=str(ckpt_path))
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        step = resumed["step"]
+    resumed = _resume(ckpt_path, cfg, model, optimizer, scheduler)
+    step = resumed.get("step", 0)
     stream = BatchStream(train_set, cfg, step)
-    if resumed is not None:
+    if resumed:
         set_rng_state(resumed["rng"])  # after the skip: batches and masks continue exactly
     parallel.agree(step, "the step to resume from")
     parallel.seed(cfg.seed, step)
     forward = maybe_compile(parallel.wrap(model), cfg.compile)
     last_step = min(pcfg.steps, max_steps) if max_steps else pcfg.steps
 
+    def checkpoint(step: int, flops_per_step: float) -> dict:
+        """Validation and pictures, then the checkpoint (the plain model's weights: no DDP prefix)."""
+        metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks, parallel.is_main)
+        if parallel.is_main:
+            save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer, scheduler=scheduler,
+                            metrics=metrics, stage=STAGE, flops_per_step=float(flops_per_step))
+        return metrics
+
     callbacks.on_stage_start(STAGE, last_step)
-    metrics = dict(resumed.get("metrics", {})) if resumed else {}
-    flops_per_step = resumed.get("flops_per_step", 0.0) if resumed else 0.0
-    start, eval_seconds = time.perf_counter(), 0.0
+    metrics = dict(resumed.get("metrics", {}))
+    start, evaluating = time.perf_counter(), Stopwatch()
     with Progress(last_step, STAGE, initial=step, enabled=None if parallel.is_main else False) as bar:
+        log = StepLog(STAGE, optimizer, parallel, callbacks, bar, resumed.get("flops_per_step", 0.0))
         while step < last_step:
             step += 1
-            tick = time.perf_counter()
+            started = time.perf_counter()
             batch = next(stream)  # the global batch; this process trains on its shard
-            lr = optimizer.param_groups[0]["lr"] / optimizer.param_groups[0]["lr_mult"]  # the base lr of this step
             shard = parallel.shard(batch)
-            train_step = lambda: _train_step(forward, optimizer, scheduler, shard, pcfg, step)  # noqa: E731
-            if not flops_per_step:  # count one real step's FLOPs; the other steps and shards cost the same
-                out, flops_per_step = count_flops(train_step)
-                flops_per_step *= parallel.world_size
-            else:
-                out = train_step()
-            seconds = time.perf_counter() - tick
-            logged = parallel.mean({"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()},
-                                    **out.metrics, "lr": lr,
-                                    "samples_per_s": len(batch) / seconds})
-            callbacks.on_step(STAGE, step, logged)
-            bar.update(1, loss=logged["loss"])
+            log.run(step, batch, lambda: _train_step(forward, optimizer, scheduler, shard, pcfg, step), _numbers,
+                    started)
             if step == last_step or (pcfg.eval_every and step % pcfg.eval_every == 0):
-                eval_start = time.perf_counter()
-                metrics = _evaluate(model, val_set, cfg, step, out_dir, callbacks, parallel.is_main)
-                if parallel.is_main:  # the plain model's weights (no DDP prefix): loads in any run
-                    save_checkpoint(ckpt_path, model=model, cfg=cfg, step=step, optimizer=optimizer,
-                                    scheduler=scheduler, metrics=metrics, stage=STAGE,
-                                    flops_per_step=float(flops_per_step))
-                eval_seconds += time.perf_counter() - eval_start
+                with evaluating:
+                    metrics = checkpoint(step, log.flops_per_step)
     seconds = time.perf_counter() - start
     if step >= pcfg.steps:
         callbacks.on_end(STAGE, metrics)
     return PretrainResult(checkpoint=ckpt_path, metrics=metrics, seconds=seconds,
-                          flops=float(flops_per_step) * pcfg.steps, eval_seconds=eval_seconds)
+                          flops=float(log.flops_per_step) * pcfg.steps, eval_seconds=evaluating.seconds)
+
+
+def _resume(path: Path, cfg, model, optimizer, scheduler) -> dict:
+    """The checkpoint of an interrupted run of the same pre-training, loaded into the model,
+    optimizer and schedule ({} when there is none: a fresh start)."""
+    if not path.exists():
+        return {}
+    state = load_checkpoint(path)
+    _check_same_run(state, cfg, path)
+    load_model_weights(model, state, cfg, source=str(path))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state
+
+
+def _numbers(out: M3AEOutput) -> dict[str, float]:
+    """What a pre-training step logs: the loss, each objective's loss and metrics."""
+    return {"loss": out.loss.item(), **{k: v.item() for k, v in out.losses.items()}, **out.metrics}
 
 
 def _check_same_run(state: dict, cfg, path: Path) -> None:
@@ -181,19 +184,7 @@ def _train_step(forward, optimizer, scheduler, batch, pcfg, step: int) -> M3AEOu
     """`forward`: the model, or the model in DDP (its backward then averages the gradients).
     The batch goes through in micro-batches of `pcfg.micro_batch_size` (m3ae.train.accumulate);
     the returned losses and metrics are their share-weighted means."""
-    forward.train()
-    optimizer.zero_grad(set_to_none=True)
-    outs = []
-    for part, share, sync in accumulation(forward, batch, pcfg.micro_batch_size):
-        with sync:
-            with autocast(pcfg.precision, part.images.device.type):
-                out = forward(part)
-            check_finite(STAGE, step, out.loss, out.losses)
-            (out.loss if share == 1 else out.loss * share).backward()
-        outs.append((share, out))
-    clip_gradients(optimizer, pcfg.grad_clip)
-    optimizer.step()
-    scheduler.step()
+    outs = optimizer_step(forward, optimizer, scheduler, batch, pcfg, STAGE, step, lambda out: (out.loss, out.losses))
     return outs[0][1] if len(outs) == 1 else _weighted(outs)
 
 

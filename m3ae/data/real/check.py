@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from m3ae.data.real.common import DataFormatError, read_text
+from m3ae.data.real.common import SPLITS, DataFormatError, read_text
+from m3ae.data.real.layout import ALL, LAYOUTS, MEDVQA_CATEGORIES
 
 # Published sizes (examples per split; images where the source gives them). None: no published count
 # we could confirm. VQA-RAD: 3,064 train / 451 test questions; SLAKE: the English questions of its
@@ -33,7 +34,7 @@ PUBLISHED: dict[str, dict[str, tuple[Optional[int], Optional[int]]]] = {
     "medvqa_2019": {"train": (12792, 3200), "val": (2000, 500), "test": (500, 500)},
     "melinda": {"train": (None, None), "val": (None, None), "test": (None, None)},
     "roco": {"train": (65450, 65450), "val": (8183, 8183), "test": (8182, 8182)},
-    "medicat": {"all": (None, None)},
+    "medicat": {ALL: (None, None)},
 }
 
 
@@ -60,61 +61,61 @@ class SplitCheck:
 Rows = list[tuple[str, Path]]  # (example id, image path)
 
 
-def _vqa_json(path: Path, image_dir: Path, id_key: str, image_key: str, english: bool) -> Rows:
-    rows = json.loads(read_text(path))
-    if not isinstance(rows, list):
-        raise DataFormatError(f"{path}: expected a JSON list of questions")
-    return [(str(r[id_key]), image_dir / r[image_key]) for r in rows if not english or r.get("q_lang") == "en"]
+def _vqa_json(folder: Path, name: str, id_key: str, image_key: str, english: bool) -> dict[str, Rows]:
+    layout, out = LAYOUTS[name], {}
+    for split in SPLITS:
+        path = folder / layout.file(split)
+        rows = json.loads(read_text(path))
+        if not isinstance(rows, list):
+            raise DataFormatError(f"{path}: expected a JSON list of questions")
+        out[split] = [(str(r[id_key]), folder / layout.image_dir(split) / r[image_key]) for r in rows
+                      if not english or r.get("q_lang") == "en"]
+    return out
 
 
 def _vqa_rad(folder: Path) -> dict[str, Rows]:
-    return {s: _vqa_json(folder / f"{s}set.json", folder / "images", "qid", "image_name", False)
-            for s in ("train", "val", "test")}
+    return _vqa_json(folder, "vqa_rad", "qid", "image_name", False)
 
 
 def _slake(folder: Path) -> dict[str, Rows]:
-    files = {"train": "train.json", "val": "validate.json", "test": "test.json"}
-    return {s: _vqa_json(folder / f, folder / "imgs", "qid", "img_name", True) for s, f in files.items()}
+    return _vqa_json(folder, "slake", "qid", "img_name", True)
 
 
 def _medvqa_2019(folder: Path) -> dict[str, Rows]:
-    out = {}
-    for split in ("train", "val", "test"):
+    layout, out = LAYOUTS["medvqa_2019"], {}
+    for split in SPLITS:
         out[split] = []
-        for category in ("Modality", "Organ", "Plane"):
-            path = folder / split / "QA" / f"{category}.csv"
-            for line in read_text(path).strip().splitlines():
+        for index, category in enumerate(MEDVQA_CATEGORIES):
+            for line in read_text(folder / layout.file(split, index)).strip().splitlines():
                 image_id, question = line.split("|")[:2]
                 out[split].append((f"{category}:{image_id.strip()}:{question.strip()}",
-                                   folder / split / "images" / f"{image_id.strip()}.jpg"))
+                                   folder / layout.image_dir(split) / f"{image_id.strip()}.jpg"))
     return out
 
 
 def _melinda(folder: Path) -> dict[str, Rows]:
-    files = {"train": "train.csv", "val": "dev.csv", "test": "test.csv"}
-    out = {}
-    for split, name in files.items():
-        with io.StringIO(read_text(folder / name), newline="") as handle:
-            out[split] = [(r["figure_file"], folder / "melinda_images" / r["figure_file"]) for r in csv.DictReader(handle)]
+    layout, out = LAYOUTS["melinda"], {}
+    for split in SPLITS:
+        with io.StringIO(read_text(folder / layout.file(split)), newline="") as handle:
+            out[split] = [(r["figure_file"], folder / layout.image_dir(split) / r["figure_file"])
+                          for r in csv.DictReader(handle)]
     return out
 
 
 def _roco(folder: Path) -> dict[str, Rows]:
-    out = {}
-    for split in ("train", "val", "test"):
-        radiology = folder / split / "radiology"
-        lines = read_text(radiology / "captions.txt").splitlines()
+    layout, out = LAYOUTS["roco"], {}
+    for split in SPLITS:
+        lines = read_text(folder / layout.file(split)).splitlines()
         ids = [line.split("\t", 1)[0].strip() for line in lines if line.strip()]
-        out[split] = [(i, radiology / "images" / f"{i}.jpg") for i in ids]
+        out[split] = [(i, folder / layout.image_dir(split) / f"{i}.jpg") for i in ids]
     return out
 
 
 def _medicat(folder: Path) -> dict[str, Rows]:
-    from m3ae.data.real.pairs import MEDICAT_FILE
-
-    records = [json.loads(line) for line in read_text(folder / MEDICAT_FILE).splitlines() if line.strip()]
-    return {"all": [(f"{r['pdf_hash']}_{r['fig_uri']}", folder / "release" / "figures" / f"{r['pdf_hash']}_{r['fig_uri']}")
-                    for r in records if r.get("radiology")]}
+    layout = LAYOUTS["medicat"]
+    records = [json.loads(line) for line in read_text(folder / layout.file(ALL)).splitlines() if line.strip()]
+    figures = [f"{r['pdf_hash']}_{r['fig_uri']}" for r in records if r.get("radiology")]
+    return {ALL: [(figure, folder / layout.image_dir(ALL) / figure) for figure in figures]}
 
 
 LISTINGS: dict[str, Callable[[Path], dict[str, Rows]]] = {

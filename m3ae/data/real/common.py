@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 from m3ae.config import ConfigError
+from m3ae.textfile import decode_utf8
 
 SPLITS = ("train", "val", "test")
 
@@ -28,15 +29,8 @@ def data_root(cfg, dataset: str) -> Path:
 
 
 def read_text(path: Path) -> str:
-    """A dataset file as UTF-8 text; other encodings (latin-1 exports, Windows-1252) are a
-    DataFormatError naming the file, the line and the byte, not a bare UnicodeDecodeError."""
-    data = Path(path).read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
-        raise DataFormatError(f"{path}:{line}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset "
-                              f"{error.start}); re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+    """A dataset file as UTF-8 text; any other encoding is a DataFormatError naming the file."""
+    return decode_utf8(Path(path).read_bytes(), path, DataFormatError)
 
 
 def require_file(path: Path, layout: str) -> Path:

@@ -12,17 +12,18 @@ import io
 from pathlib import Path
 
 from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, read_text, require_file
+from m3ae.data.real.layout import LAYOUTS
 
 COLUMNS = ("figure_file", "caption", "i_meth", "p_meth", "i_meth_label", "p_meth_label")
 LABEL = "p_meth_label"
-FILES = {"train": "train.csv", "val": "dev.csv", "test": "test.csv"}
+LAYOUT = LAYOUTS["melinda"]
 
 
 def read_melinda(folder: Path) -> dict[str, tuple[list[Path], list[str], list[str]]]:
     """split -> (image paths, captions, label names)."""
     out = {}
     for split in SPLITS:
-        path = require_file(folder / FILES[split], f"melinda/{{train,dev,test}}.csv with columns {list(COLUMNS)}")
+        path = require_file(folder / LAYOUT.file(split), f"{LAYOUT.described}; columns {list(COLUMNS)}")
         with io.StringIO(read_text(path), newline="") as handle:
             reader = csv.DictReader(handle)
             missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -32,7 +33,7 @@ def read_melinda(folder: Path) -> dict[str, tuple[list[Path], list[str], list[st
             for row_number, row in enumerate(reader, start=2):  # line 1 is the header
                 if not row["figure_file"] or not row[LABEL]:
                     raise DataFormatError(f"{path}:{row_number}: empty figure_file or {LABEL}")
-                images.append(folder / "melinda_images" / row["figure_file"])
+                images.append(folder / LAYOUT.image_dir(split) / row["figure_file"])
                 captions.append(" ".join((row["caption"] or "").split()))
                 labels.append(row[LABEL].strip())
         if not images:

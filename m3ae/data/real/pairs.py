@@ -22,10 +22,11 @@ import re
 from pathlib import Path
 
 from m3ae.data.real.common import DataFormatError, keep_existing_images, read_text, require_file, warn_skipped
+from m3ae.data.real.layout import LAYOUTS
 
 MIN_WORDS = 3
 RETRIEVAL_HELD = 2000
-MEDICAT_FILE = "release/s2_full_figures_oa_nonroco_combined_medical_top4_public.jsonl"
+ROCO, MEDICAT = LAYOUTS["roco"], LAYOUTS["medicat"]
 
 
 def _clean(text: str) -> str:
@@ -34,9 +35,7 @@ def _clean(text: str) -> str:
 
 def read_roco(folder: Path, split: str) -> tuple[list[Path], list[str]]:
     """(image path per pair, caption per pair) of one ROCO split."""
-    directory = {"train": "train", "val": "val", "test": "test"}[split]
-    path = require_file(folder / directory / "radiology" / "captions.txt",
-                        "roco/{train,val,test}/radiology/captions.txt with lines image_id<TAB>caption")
+    path = require_file(folder / ROCO.file(split), ROCO.described)
     lines = read_text(path).splitlines()
     rows, malformed, short = [], [], 0
     for lineno, line in enumerate(lines, start=1):
@@ -49,7 +48,7 @@ def read_roco(folder: Path, split: str) -> tuple[list[Path], list[str]]:
         if len(caption.split()) < MIN_WORDS:
             short += 1
             continue
-        rows.append((folder / directory / "radiology" / "images" / f"{fields[0].strip()}.jpg", caption))
+        rows.append((folder / ROCO.image_dir(split) / f"{fields[0].strip()}.jpg", caption))
     warn_skipped(f"roco {split}: rows of {path} without exactly 2 tab-separated fields", len(malformed),
                  len(lines), f"first at line {malformed[0]}" if malformed else "")
     warn_skipped(f"roco {split}: captions of {path} with fewer than {MIN_WORDS} words", short, len(lines), "")
@@ -61,7 +60,7 @@ def read_roco(folder: Path, split: str) -> tuple[list[Path], list[str]]:
 
 def read_medicat(folder: Path, split: str) -> tuple[list[Path], list[str]]:
     """(image path per pair, text per pair) of one MedICaT split."""
-    path = require_file(folder / MEDICAT_FILE, f"medicat/{MEDICAT_FILE} (JSON lines)")
+    path = require_file(folder / MEDICAT.file(split), MEDICAT.described)
     samples = []
     for lineno, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
@@ -85,7 +84,7 @@ def read_medicat(folder: Path, split: str) -> tuple[list[Path], list[str]]:
     for index in chosen:
         sample = samples[index]
         texts = [sample.get("s2_caption") or ""] + list(sample.get("s2orc_references") or [])
-        image = folder / "release" / "figures" / f"{sample['pdf_hash']}_{sample['fig_uri']}"
+        image = folder / MEDICAT.image_dir(split) / f"{sample['pdf_hash']}_{sample['fig_uri']}"
         rows += [(image, _clean(t)) for t in texts if len(_clean(t).split()) >= MIN_WORDS]
     return _existing("medicat", split, rows, path)
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from m3ae.data.answers import normalize_answer
 from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, read_text, require_file
+from m3ae.data.real.layout import LAYOUTS, MEDVQA_CATEGORIES
 
 ANSWER_TYPES = {"closed": 0, "open": 1}
 
@@ -35,28 +36,25 @@ class VQARows:
 
 
 def read_vqa_rad(folder: Path) -> dict[str, VQARows]:
-    files = {s: folder / f"{s}set.json" for s in SPLITS}
-    return {s: _read_json("vqa_rad", s, f, folder / "images", "image_name", None) for s, f in files.items()}
+    return {s: _read_json(folder, "vqa_rad", s, "image_name", None) for s in SPLITS}
 
 
 def read_slake(folder: Path) -> dict[str, VQARows]:
-    files = {"train": "train.json", "val": "validate.json", "test": "test.json"}
-    return {s: _read_json("slake", s, folder / f, folder / "imgs", "img_name", "en") for s, f in files.items()}
+    return {s: _read_json(folder, "slake", s, "img_name", "en") for s in SPLITS}
 
 
 def read_medvqa_2019(folder: Path) -> dict[str, VQARows]:
+    layout = LAYOUTS["medvqa_2019"]
     out = {}
     for split in SPLITS:
         rows = VQARows([], [], [], [])
-        for category in ("Modality", "Organ", "Plane"):
-            path = require_file(folder / split / "QA" / f"{category}.csv",
-                                "medvqa_2019/{train,val,test}/QA/{Modality,Organ,Plane}.csv, "
-                                "lines image_id|question|answer")
+        for index in range(len(MEDVQA_CATEGORIES)):
+            path = require_file(folder / layout.file(split, index), f"{layout.described}, lines image_id|question|answer")
             for lineno, line in enumerate(read_text(path).strip().splitlines(), start=1):
                 fields = line.split("|")
                 if len(fields) != 3:
                     raise DataFormatError(f"{path}:{lineno}: expected image_id|question|answer, got {line!r}")
-                rows.images.append(folder / split / "images" / f"{fields[0].strip()}.jpg")
+                rows.images.append(folder / layout.image_dir(split) / f"{fields[0].strip()}.jpg")
                 rows.questions.append(fields[1].strip())
                 rows.answers.append(normalize_answer(fields[2]))
                 rows.answer_types.append(ANSWER_TYPES["open"])
@@ -64,7 +62,9 @@ def read_medvqa_2019(folder: Path) -> dict[str, VQARows]:
     return out
 
 
-def _read_json(name: str, split: str, path: Path, image_dir: Path, image_key: str, language) -> VQARows:
+def _read_json(folder: Path, name: str, split: str, image_key: str, language) -> VQARows:
+    layout = LAYOUTS[name]
+    path, image_dir = folder / layout.file(split), folder / layout.image_dir(split)
     require_file(path, f"{name} question file (a JSON list of objects with qid, {image_key}, question, "
                        "answer, answer_type)")
     try:

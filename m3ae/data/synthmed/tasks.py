@@ -21,16 +21,19 @@ from pathlib import Path
 
 import numpy as np
 
-from m3ae.config import SYNTH_TASK_FIELDS
 from m3ae.data.cache import cached_entry, entry_name, read_json, write_json
 from m3ae.data.synthmed import text as T
 from m3ae.data.synthmed.render import render
 from m3ae.data.synthmed.scene import (INTENSITIES, KINDS, MAX_FINDINGS, MODALITIES, POSITIONS, REGIONS, SHAPES,
                                       SIDES, SIZES, Scenes, primary_finding, sample_scenes)
+from m3ae.versions import SYNTHMED_VERSION
 
-GENERATOR_VERSION = 3  # bump when the generator's output changes: old cache entries are then ignored
 SPLITS = ("train", "val", "test")
 TASKS = ("synth_pairs", "synth_vqa", "synth_cls", "synth_irtr")
+# the data fields each task's content depends on, besides the seed, image size and scanner variation
+TASK_FIELDS = {"synth_pairs": ("synth_pairs",),
+               "synth_vqa": ("synth_vqa_images", "synth_questions_per_image", "synth_vqa_eval_images"),
+               "synth_cls": ("synth_cls_pairs",), "synth_irtr": ("synth_irtr_pairs",)}
 CLS_CLASSES = ("normal",) + KINDS
 
 
@@ -49,8 +52,8 @@ def split_sizes(task: str, data) -> dict[str, int]:
 
 def settings(task: str, data, image_size: int) -> dict:
     """Everything the generated content depends on: the cache key."""
-    return {"generator": GENERATOR_VERSION, "task": task, "synth_seed": data.synth_seed, "image_size": image_size,
-            "scanner_variation": data.synth_scanner_variation, **{k: getattr(data, k) for k in SYNTH_TASK_FIELDS[task]}}
+    return {"generator": SYNTHMED_VERSION, "task": task, "synth_seed": data.synth_seed, "image_size": image_size,
+            "scanner_variation": data.synth_scanner_variation, **{k: getattr(data, k) for k in TASK_FIELDS[task]}}
 
 
 @dataclass

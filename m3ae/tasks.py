@@ -7,18 +7,21 @@ Each task is a registered `Task` (see m3ae.registry.TASKS). Three kinds:
 - `ClassificationTask`: a classifier, cross-entropy; accuracy and macro-F1.
 - `RetrievalTask`: no new head, the ITM head is the score; trained with
   in-batch negatives; recall@1/5/10 both ways over all test image-text pairs.
+
+A task's description (dataset, metrics, headline) is what a study file is checked
+against, so this module imports torch only inside the methods that train and score.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
 from m3ae.registry import TASKS
-from m3ae.train.metrics import classification_metrics, retrieval_recall, vqa_accuracy
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 VQA_METRICS = ("overall_acc", "open_acc", "closed_acc")
 CLS_METRICS = ("acc", "macro_f1")
@@ -43,9 +46,8 @@ class Task:
         """Training loss of one batch."""
         raise NotImplementedError
 
-    @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg) -> dict[str, float]:
-        """The task's metrics (`metric_names`) on a whole split."""
+        """The task's metrics (`metric_names`) on a whole split, without gradients."""
         raise NotImplementedError
 
     def better(self, value: float, best: float | None) -> bool:
@@ -88,15 +90,22 @@ class VQATask(Task):
         return VQAHead(2 * model.hidden_size, len(train_set.answers))
 
     def loss(self, model, head, batch):
+        import torch.nn.functional as F
+
         logits = head(_pooled(model, batch))  # [B, A]
         # the paper's loss: BCE over soft scores, scaled by the number of answers
         return F.binary_cross_entropy_with_logits(logits, batch.labels) * batch.labels.shape[1]
 
-    @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
+        import torch
+
+        from m3ae.train.metrics import vqa_accuracy
+
         targets, types = [], []
-        pooled = _pooled_split(model, dataset, cfg, lambda b: (targets.append(b.labels), types.append(b.answer_types)))
-        return vqa_accuracy(head(pooled).float(), torch.cat(targets), torch.cat(types))
+        with torch.no_grad():
+            pooled = _pooled_split(model, dataset, cfg,
+                                   lambda b: (targets.append(b.labels), types.append(b.answer_types)))
+            return vqa_accuracy(head(pooled).float(), torch.cat(targets), torch.cat(types))
 
 
 @dataclass(frozen=True)
@@ -109,13 +118,19 @@ class ClassificationTask(Task):
         return ClassificationHead(2 * model.hidden_size, train_set.num_classes)
 
     def loss(self, model, head, batch):
+        import torch.nn.functional as F
+
         return F.cross_entropy(head(_pooled(model, batch)), batch.labels)
 
-    @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
+        import torch
+
+        from m3ae.train.metrics import classification_metrics
+
         labels = []
-        pooled = _pooled_split(model, dataset, cfg, lambda b: labels.append(b.labels))
-        return classification_metrics(head(pooled).float(), torch.cat(labels))
+        with torch.no_grad():
+            pooled = _pooled_split(model, dataset, cfg, lambda b: labels.append(b.labels))
+            return classification_metrics(head(pooled).float(), torch.cat(labels))
 
 
 @dataclass(frozen=True)
@@ -130,12 +145,15 @@ class RetrievalTask(Task):
 
         return in_batch_rank_loss(model, batch, self.negatives)
 
-    @torch.no_grad()
     def evaluate(self, model, head, dataset, cfg):
+        import torch
+
+        from m3ae.train.metrics import retrieval_recall
         from m3ae.train.retrieval import score_matrix
 
-        scores, text_image = score_matrix(model, _eval_batches(dataset, cfg, model))
-        return retrieval_recall(scores, text_image)
+        with torch.no_grad():
+            scores, text_image = score_matrix(model, _eval_batches(dataset, cfg, model))
+            return retrieval_recall(scores, text_image)
 
 
 def _register(task: Task) -> Task:
