@@ -357,7 +357,10 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
             outcome.ran = len([t for t in trials if t.trial_id in runs]) - skipped
             outcome.stop_reason = seeds.race.stop_reason
-        say(summary(spec, trials, tracker, experiment_id, outcome, errored))
+        rows = trial_rows(trials, runs, spec.metric.name, errored)
+        outcome.failed = [row.trial.trial_id for row in rows if row.status == "FAILED"]
+        outcome.finished = sum(1 for row in rows if row.status == "FINISHED")
+        say(summary(spec, rows))
         say("")
         say(_verdicts(spec, trials, runs, tracker, study_run_id, outcome))
         outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
@@ -371,48 +374,64 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
     return outcome
 
 
-def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, experiment_id: str,
-            outcome: Outcome, errored: Mapping[str, str] | None = None) -> str:
-    """The results table (one row per trial) and the settings ranked by their mean over seeds.
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the results table shows it."""
+
+    trial: Trial
+    status: str  # an MLflow run status, PRUNED, or NOT RUN
+    value: float | None  # the headline metric
+    seconds: float | None  # pre-training plus fine-tuning
+    error: str | None  # why it failed, when it did
+
+
+def trial_rows(trials: list[Trial], runs: Mapping, metric: str,
+               errored: Mapping[str, str] | None = None) -> list[TrialRow]:
+    """Each trial's status, headline value and cost from its latest MLflow run (`runs`).
     `errored`: trials Tune saw fail in this invocation, with Tune's error (some fail before their
     MLflow run opens)."""
     errored = errored or {}
-    runs = tracking.latest_trial_runs(tracker, experiment_id)
+    rows = []
+    for t in trials:
+        run = runs.get(t.trial_id)
+        if run is None:
+            failed_early = t.trial_id in errored
+            error = f"failed before its MLflow run opened: {errored[t.trial_id]}" if failed_early else None
+            rows.append(TrialRow(t, "FAILED" if failed_early else "NOT RUN", None, None, error))
+            continue
+        status = "PRUNED" if run.data.tags.get(tracking.PRUNED) == "true" else run.info.status
+        metrics = run.data.metrics
+        seconds = metrics.get("cost/pretrain_seconds", 0) + metrics.get("cost/finetune_seconds", 0)
+        error = run.data.tags.get(tracking.ERROR, "?") if status == "FAILED" else None
+        rows.append(TrialRow(t, status, metrics.get(metric), seconds, error))
+    return rows
+
+
+def summary(spec: StudySpec, rows: list[TrialRow]) -> str:
+    """The results table (one row per trial) and the settings ranked by their mean over seeds."""
     from dashboards.summaries import format_number, metric_label, metric_unit
 
     metric, paths = spec.metric.name, spec.factor_paths
     unit = metric_unit(metric)
-    rows, by_setting, errors = [], {}, []
-    for t in trials:
-        run = runs.get(t.trial_id)
-        status = "NOT RUN" if run is None else run.info.status
-        if run is None and t.trial_id in errored:
-            status = "FAILED"
-            errors.append(f"  {t.trial_id}: failed before its MLflow run opened: {errored[t.trial_id]}")
-        if run is not None and run.data.tags.get(tracking.PRUNED) == "true":
-            status = "PRUNED"
-        value = run.data.metrics.get(metric) if run is not None else None
-        cost = run.data.metrics.get("cost/pretrain_seconds", 0) + run.data.metrics.get("cost/finetune_seconds", 0) \
-            if run is not None else None
-        rows.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), status,
-                     "-" if value is None else format_number(value, unit), "-" if not cost else f"{cost:.0f}s"])
-        if status == "FAILED":
-            outcome.failed.append(t.trial_id)
-            if run is not None:
-                errors.append(f"  {t.trial_id}: {run.data.tags.get(tracking.ERROR, '?')}")
-        if status == "FINISHED":
-            outcome.finished += 1
-        if value is not None and status == "FINISHED":
-            by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(value)
+    table, by_setting = [], {}
+    for row in rows:
+        t = row.trial
+        table.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), row.status,
+                      "-" if row.value is None else format_number(row.value, unit),
+                      "-" if not row.seconds else f"{row.seconds:.0f}s"])
+        if row.value is not None and row.status == "FINISHED":
+            by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(row.value)
+    finished = sum(1 for row in rows if row.status == "FINISHED")
     header = ["trial", *[short_path(p) for p in paths], "seed", "status", metric_label(metric), "time"]
-    parts = [f"Results of {spec.name} ({outcome.finished}/{len(trials)} finished):", render_table(header, rows)]
+    parts = [f"Results of {spec.name} ({finished}/{len(rows)} finished):", render_table(header, table)]
     if by_setting and paths:
         ranked = sorted(by_setting.items(), key=lambda kv: statistics.mean(kv[1]), reverse=spec.metric.mode == "max")
-        table = [[*setting, format_number(statistics.mean(vals), unit),
+        means = [[*setting, format_number(statistics.mean(vals), unit),
                   format_number(statistics.stdev(vals), unit) if len(vals) > 1 else "-", str(len(vals))]
                  for setting, vals in ranked]
         parts += ["", f"Settings ranked by mean {metric_label(metric)} over seeds (best first; sd: spread over seeds):",
-                  render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], table)]
+                  render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], means)]
+    errors = [f"  {row.trial.trial_id}: {row.error}" for row in rows if row.status == "FAILED"]
     if errors:
         parts += ["", "Failed trials:", *errors]
     return "\n".join(parts)

@@ -469,9 +469,9 @@ def plugin_params(trial) -> dict[str, str]:
 class TrialRun:
     """The MLflow side of one trial: its run, its stage runs, its final numbers.
 
-        with TrialRun(tracker, ctx, trial) as run:
-            with run.stage("pretrain") as (stage_run_id, callback): ...
-            run.log_final("synth_vqa", {"overall_acc": 0.7})
+        with TrialRun(tracker, experiment_id, study_name, study_run_id, trial) as run:
+            with run.stage("pretrain", "pretrain") as (stage_run_id, buffer): ...
+            tracker.log_metrics(run.run_id, {"synth_vqa/overall_acc": 0.7})
 
     An exception inside marks the run FAILED, tags `ablate.error`, logs the
     traceback as `error.txt`, and propagates.
@@ -534,9 +534,6 @@ class TrialRun:
 
     def link_pretrain(self, pretrain_run_id: str, cached: bool) -> None:
         self.tracker.set_tags(self.run_id, {PRETRAIN_RUN_ID: pretrain_run_id, "ablate.pretrain_cached": cached})
-
-    def log_final(self, prefix: str, metrics: Mapping[str, float]) -> None:
-        self.tracker.log_metrics(self.run_id, {f"{prefix}/{k}": v for k, v in metrics.items()})
 
 
 def _status_of(error: BaseException) -> str:
