@@ -29,19 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
 from ablations import console, faults, tracking
 from ablations.cluster import ClusterUnreachable, check_address, require_resources
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
 from ablations.naming import factor_aliases, run_name
-from ablations.paths import within
 from ablations.progress import study_callback
 from ablations.sequential import Race
 from ablations.spec import StudySpec
+from ablations.study_run import dashboard, next_steps, open_experiment, open_study_run, say
 from ablations.study import Trial, expand, format_value, render_table, short_path
-from ablations.trial import run_trial, work_paths
+from ablations.trial import StudyContext, run_trial, work_paths
 from ablations.verdicts import DECISIONS, Decision, decide, decisions_json, setting_key, study_values, verdict_table
 
 
@@ -79,10 +77,6 @@ class SeedRace:
         per_trial = statistics.mean(self.durations)
         needed = math.ceil(n_trials / max(1, self.slots)) * per_trial
         return time.monotonic() - self.started + needed <= self.budget_seconds
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 # --------------------------------------------------------------------------- Ray
@@ -190,7 +184,7 @@ def _scheduler(spec: StudySpec):
                          reduction_factor=s.reduction_factor)
 
 
-def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
+def _tune(spec: StudySpec, todo: list[Trial], ctx: StudyContext, workdir: Path, max_concurrent: int | None,
           total: int, skipped: int, storage: str | None = None, seeds: SeedRace | None = None):
     """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?).
     `seeds`: adaptive seeds; a searcher then picks from `todo` (every trial the race may run)."""
@@ -299,10 +293,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
                max_concurrent: int | None, retry_failed: bool, storage: str | None,
                budget_minutes: float | None = None) -> Outcome:
     tracker = tracking.Tracker(tracking_uri)
-    experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
-    stale = tracking.mark_stale_runs(tracker, experiment_id)
-    if stale:
-        say(f"marked {stale} run(s) left RUNNING by an earlier, dead invocation as KILLED")
+    experiment_id = open_experiment(tracker, spec.name, workdir)
     done = tracking.completed_trial_ids(tracker, experiment_id, retry_failed)
     seeds = None
     if spec.adaptive:
@@ -317,14 +308,11 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
         todo = [t for t in trials if t.trial_id not in done]
     skipped = len([t for t in trials if t.trial_id in done])
 
-    # spec.yaml: the study as it ran (profile, tasks and metric resolved); study.yaml: the file as written
-    resolved = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
     seeds_param = spec.adaptive.model_dump() if spec.adaptive else spec.seeds
-    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, resolved, {
+    study_run_id = open_study_run(tracker, experiment_id, spec, spec_text, {
         "profile": spec.profile, "trials": len(trials), "seeds": seeds_param, "tasks": spec.tasks,
         "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
         "factors": spec.factor_paths})
-    tracker.log_text(study_run_id, spec_text, "study.yaml")
     if seeds is not None:
         plan = spec.seed_plan()
         round_ = len(seeds.race.todo())
@@ -339,13 +327,11 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
     status, errored = "FINISHED", {}
     try:
         if todo:
-            ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
-                   "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
-                   "cache_root": shared_cache_root(storage), "resources": spec.resources.model_dump(),
-                   "aliases": factor_aliases(spec.factor_paths, spec.alias),
-                   "storage": storage or str(workdir / "ray")}
-            if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
-                ctx["fault"] = os.environ[faults.ENV]
+            ctx = StudyContext(spec.name, study_run_id, experiment_id, tracking_uri, workdir, spec.metric.name,
+                               resources=spec.resources.model_dump(), cache_root=shared_cache_root(storage),
+                               aliases=factor_aliases(spec.factor_paths, spec.alias),
+                               storage=storage or str(workdir / "ray"),
+                               fault=os.environ.get(faults.ENV) or None)  # test-only: workers do not see our env
             errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
                                                  storage, seeds)
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
@@ -447,32 +433,17 @@ def _verdicts(spec: StudySpec, trials: list[Trial], runs: dict, tracker: trackin
 
 def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, workdir: Path) -> Path | None:
     """Build the study's dashboard and log it on the study run as dashboard.html."""
-    try:
-        from dashboards.report import build_report
-        from dashboards.screenshot import log_top
-    except ImportError:
-        say("(dashboard skipped: dashboards.report is not available)")
-        return None
-    out = within(workdir, "reports", f"{spec.name}.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path = Path(build_report(spec.name, tracker.uri, out))
-        tracker.log_file(study_run_id, path, name="dashboard.html")
-        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
-        tracking.link_dashboard(tracker, study_run_id)
-        return path
-    except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
-        say(f"(dashboard not built: {type(error).__name__}: {error})")
-        return None
+    from dashboards.report import build_report
+
+    return dashboard(tracker, study_run_id, workdir, spec.name, lambda out: build_report(spec.name, tracker.uri, out))
 
 
-def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard: Path | None) -> str:
-    lines = ["", "Next:"]
+def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard_file: Path | None) -> str:
     if tracking_uri.startswith("sqlite:"):
-        lines.append(f"  ablate ui --workdir {workdir}          # browse every run in the MLflow UI")
+        commands = [f"ablate ui --workdir {workdir}          # browse every run in the MLflow UI"]
     else:
-        lines.append(f"  open {tracking.redact_uri(tracking_uri)}   # the MLflow server holding the runs")
-    if dashboard is not None:
-        lines.append(f"  open {dashboard}   # the dashboard (also on the study run as dashboard.html)")
-    lines.append(f"  ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")
-    return "\n".join(lines)
+        commands = [f"open {tracking.redact_uri(tracking_uri)}   # the MLflow server holding the runs"]
+    if dashboard_file is not None:
+        commands.append(f"open {dashboard_file}   # the dashboard (also on the study run as dashboard.html)")
+    commands.append(f"ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")
+    return next_steps(commands)

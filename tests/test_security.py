@@ -40,7 +40,7 @@ def test_redact_uri_hides_passwords_and_keeps_the_rest(uri, shown):
 
 
 def test_the_search_storage_url_goes_through_the_same_redaction():
-    from ablations.search_runner import redact
+    from ablations.redact import redact_uri as redact
 
     assert "secret" not in redact("postgresql://u:secret@host/db")
     assert "secret" not in redact("http://user:secret@127.0.0.1:5000")
