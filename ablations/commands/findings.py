@@ -58,11 +58,11 @@ def _name(argument: str) -> str:
     if not argument.endswith((".yaml", ".yml")):
         return argument
     from ablations.cli import UsageError
-    from ablations.spec import _load_yaml, read_file
+    from ablations.spec import load_yaml, read_file
 
     path = Path(argument)
     # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
-    study, _ = _load_yaml(read_file(path), str(path))
+    study, _ = load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name)")
     return study["name"]

@@ -72,13 +72,13 @@ def _default_out(workdir: Path, name: str) -> Path:
 def _study_name(argument: str) -> tuple[str, dict]:
     """NAME, or the `name` of a STUDY.yaml (read with yaml.safe_load; nothing else is validated here)."""
     from ablations.cli import UsageError
-    from ablations.spec import _load_yaml, read_file
+    from ablations.spec import load_yaml, read_file
 
     if not argument.endswith((".yaml", ".yml")):
         return argument, {}
     path = Path(argument)
     # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
-    study, _ = _load_yaml(read_file(path), str(path))
+    study, _ = load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name), got {type(study).__name__}")
     return study["name"], study
