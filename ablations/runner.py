@@ -29,16 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from ablate_common.naming import factor_aliases, run_name
+from ablate_common.tables import render_table
 from ablations import console, faults, tracking
 from ablations.cluster import ClusterUnreachable, check_address, require_resources
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
-from ablations.naming import factor_aliases, run_name
 from ablations.progress import study_callback
 from ablations.sequential import Race
 from ablations.spec import StudySpec
+from ablations.study import Trial, expand, format_value, short_path
 from ablations.study_run import dashboard, next_steps, open_experiment, open_study_run, say
-from ablations.study import Trial, expand, format_value, render_table, short_path
 from ablations.trial import StudyContext, run_trial, work_paths
 from ablations.verdicts import DECISIONS, Decision, decide, decisions_json, setting_key, study_values, verdict_table
 

@@ -41,10 +41,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ablate_common.redact import redact_uri
 from ablations import console, tracking
 from ablations.distributed import trials_that_fit
 from ablations.heartbeat import Heartbeat
-from ablations.redact import redact_uri
 from ablations.search import SearchSpec, grid_size
 from ablations.search_driver import Driver
 from ablations.search_storage import HEARTBEAT_SECONDS, budget_used, open_storage, open_study

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ablations.redact import redact_uri
+from ablate_common.redact import redact_uri
 from ablations.search import SearchSpec, build_pruner, build_sampler
 from ablations.spec import SpecError
 

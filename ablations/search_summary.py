@@ -9,9 +9,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from ablate_common.tables import render_table
 from ablations.paths import within
 from ablations.search import SearchSpec
-from ablations.study import format_value, render_table, short_path
+from ablations.study import format_value, short_path
 
 
 def params_text(params: Mapping[str, Any]) -> str:

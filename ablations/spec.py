@@ -34,8 +34,8 @@ from __future__ import annotations
 import itertools
 import math
 import stat
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Discriminator, Field, Tag, ValidationError

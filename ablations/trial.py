@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from ablate_common.naming import factor_aliases, run_name
 from ablations import faults
 from ablations.cache import PretrainCache
 from ablations.distributed import stage_runner
-from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
 from ablations.progress import FILE as PROGRESS
 from ablations.progress import TrialProgress

@@ -14,8 +14,16 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from dashboards.summaries import (MIN_SEEDS_FOR_CI, format_number, interval, is_numeric, metric_bounds,
-                                  metric_label, metric_unit, short_name)
+from dashboards.summaries import (
+    MIN_SEEDS_FOR_CI,
+    format_number,
+    interval,
+    is_numeric,
+    metric_bounds,
+    metric_label,
+    metric_unit,
+    short_name,
+)
 
 OURS = "#1f77b4"
 PAPER = "#d62728"
@@ -138,7 +146,7 @@ def ours_beside_paper(summary: pd.DataFrame, keys: Sequence[str], metric: str) -
 
 def format_level(value: object) -> str:
     """A factor level on an axis: 4 not 4.0, 0.575 not 0.5753756195702879."""
-    from ablations.naming import format_value
+    from ablate_common.naming import format_value
 
     return format_value(value)
 

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
-from ablations.tracking import open_client
+from ablate_common.store import open_client
 from dashboards.summaries import format_setting, parse_value, short_name
 
 FACTOR_TAG = "tags.ablate.factor."

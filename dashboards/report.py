@@ -12,8 +12,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from ablations.redact import redact_uri
-from ablations.tracking import open_client
+from ablate_common.redact import redact_uri
+from ablate_common.store import open_client
 from dashboards import figures, findings, html, load, summaries
 from dashboards.load import StudyData
 
@@ -406,7 +406,7 @@ def _titled(fig, objective: str):
 def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.DataFrame:
     """Optuna trials with their MLflow run: the trial's `mlflow_run_id` user attribute, else the MLflow
     trial run tagged `ablate.optuna_trial` = number. Numbers at their unit's precision."""
-    from ablations.naming import format_value
+    from ablate_common.naming import format_value
 
     by_number = {}
     if data is not None and "optuna_trial" in data.trials:

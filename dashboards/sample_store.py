@@ -25,7 +25,7 @@ import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from ablations.tracking import open_client
+from ablate_common.store import open_client
 
 DEFAULT_FACTORS = {"model.mim.mask_ratio": [0.25, 0.5, 0.75], "model.mlm.mask_ratio": [0.15, 0.3]}
 TASK_METRICS = {"synth_vqa": ["overall_acc", "open_acc", "closed_acc"], "synth_cls": ["acc"]}

@@ -352,7 +352,7 @@ def _paper_ranks(reference: Mapping, settings: list[dict], values: list[float], 
 
 def format_setting(setting: Mapping[str, object]) -> str:
     """{"model.mim.mask_ratio": 0.75} -> "mim.mask_ratio=0.75" (the last two path parts)."""
-    from ablations.naming import format_value
+    from ablate_common.naming import format_value
 
     return ", ".join(f"{short_name(k)}={format_value(v) if isinstance(v, float) else v}" for k, v in setting.items())
 

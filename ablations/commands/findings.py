@@ -70,7 +70,7 @@ def _name(argument: str) -> str:
 
 def _studies_with_reference(uri: str) -> list[str]:
     """Experiments whose newest study run logged a spec with a reference block, by name."""
-    from ablations.tracking import open_client
+    from ablate_common.store import open_client
     from dashboards.load import read_spec, search_kind
 
     client = open_client(uri)

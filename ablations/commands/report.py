@@ -89,7 +89,7 @@ def _spec_override(name: str, uri: str, study_file: dict) -> dict | None:
     after a run); None (use the logged spec) when no file was given."""
     if not study_file:
         return None
-    from ablations.tracking import open_client
+    from ablate_common.store import open_client
     from dashboards.load import find_experiment, read_spec, search_kind
 
     client = open_client(uri)

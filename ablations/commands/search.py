@@ -48,9 +48,9 @@ def run(args) -> int:
     spec = parse_search(text, str(args.search), args.profile, data_root)  # before anything is created
     check_data(data_configs(spec), str(args.search))  # real datasets under data.root
 
+    from ablate_common.redact import redact_uri
     from ablations import tracking
     from ablations.databases import check_driver
-    from ablations.redact import redact_uri
     from ablations.search_runner import run_search
     from ablations.search_storage import default_storage
 
