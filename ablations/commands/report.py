@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
     check_driver(storage, "--storage")
     from dashboards.load import StudyNotFound  # plotly, pandas and MLflow: only once the input is known good
-    from dashboards.report import build_report, build_search_report
+    from dashboards.report import build_report
+    from dashboards.search_report import build_search_report
 
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
                  or _has_optuna_study(storage, name))
