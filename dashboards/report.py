@@ -9,17 +9,11 @@ import datetime as dt
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
 from ablate_common.redact import redact_uri
-from ablate_common.store import open_client
 from dashboards import figures, findings, html, load, summaries
 from dashboards.load import StudyData
 
-CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
-MAX_CURVE_RUNS = 24  # curves cost one MLflow request per run and key: cap them for big studies
-MAX_PICTURES = 12
-MASK_RATIO = "model.mim.mask_ratio"
 DATASET_NOTE = (
     "The paper's numbers come from its datasets (ROCO, MedICaT, VQA-RAD, SLAKE, ...); ours from this study's. "
     "Absolute values are not comparable: compare the trend across settings and the ranking of the settings."
@@ -31,7 +25,7 @@ def build_report(study_name: str, tracking_uri: str, out: Path, spec: dict | Non
     `spec` (the study file as a dict) defaults to the `spec.yaml` artifact of the study run."""
     data = load.load_study(study_name, tracking_uri, spec)
     page = html.Page(f"Study {study_name}", _subtitle(data))
-    add_study_sections(page, data)
+    add_study_sections(page, data, load.run_details(data))
     return html.write(page, out)
 
 
@@ -49,7 +43,7 @@ SMOKE_WARNING = ("Smoke profile: tiny models trained for a few seconds to check 
                  "Run the study at the laptop (default) or paper profile for results.")
 
 
-def add_study_sections(page: html.Page, data: StudyData) -> None:
+def add_study_sections(page: html.Page, data: StudyData, details: load.RunDetails) -> None:
     """Every section of a study dashboard, in reading order."""
     finished = data.trials[data.trials["state"] == "FINISHED"]
     if data.spec.get("profile") == "smoke":
@@ -60,11 +54,12 @@ def add_study_sections(page: html.Page, data: StudyData) -> None:
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
         _significance_section(page, data, finished)
-    client = open_client(data.tracking_uri)
-    _training_section(page, data, client)
+    if details.curves is not None:
+        _training_section(page, details.curves)
     if data.headline and len(finished):
         _cost_section(page, data, finished)
-    _reconstruction_section(page, data, client)
+    if details.pictures is not None:
+        _reconstruction_section(page, details.pictures)
     _state_section(page, data)
 
 
@@ -185,76 +180,13 @@ def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFra
         section.blocks.append(f"<h3>{' × '.join(by)}</h3>" + html.table_html(shown, classes))
 
 
-def _setting_labels(trials: pd.DataFrame, factors: list[str]) -> pd.Series:
-    """A short label per trial from the factors that vary among `trials` ("mim.mask_ratio=0.75")."""
-    varying = [f for f in factors if trials[f].astype(str).nunique() > 1]
-    if not varying:
-        return pd.Series(["all trials"] * len(trials), index=trials.index)
-    return trials.apply(lambda r: summaries.format_setting({f: r[f] for f in varying}), axis=1)
-
-
-def _drawn_trials(trials: pd.DataFrame, factors: list[str], per_label: int, cap: int) -> pd.DataFrame:
-    """The trials a figure draws: round robin over settings (one of each first), at most `per_label`
-    per setting and `cap` in all, with their setting label."""
-    trials = trials.assign(label=_setting_labels(trials, factors))
-    rank = trials.groupby("label", sort=False).cumcount()
-    return trials[rank < per_label].assign(_rank=rank).sort_values("_rank", kind="stable").head(cap)
-
-
-def _pretrain_of(trials: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
-    """Each trial's pre-train run: its `ablate.pretrain_run_id` link, else its pre-train child run."""
-    children = stages[stages["kind"] == "pretrain"].drop_duplicates("parent_run_id")
-    child = trials["run_id"].map(children.set_index("parent_run_id")["run_id"])
-    return trials["pretrain_run_id"].where(trials["pretrain_run_id"].notna(), child)
-
-
-def _training_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    if data.trials.empty:
-        return
-    drawn = _drawn_trials(data.trials, data.factors, CURVES_PER_LEVEL, MAX_CURVE_RUNS)
-    settings = _setting_labels(data.trials, data.factors).nunique()
-    section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting "
-                                              f"({drawn['label'].nunique()} of {settings} settings drawn).")
-    stages = load.stage_runs(client, data.experiment_id, list(drawn["run_id"]))
-    pretrain = drawn.assign(pretrain=_pretrain_of(drawn, stages)).dropna(subset=["pretrain"])
-    pretrain = pretrain.drop_duplicates("pretrain")  # trials that differ only in fine-tuning share one
-    if len(pretrain):
-        pretrain = pretrain.assign(label=_setting_labels(pretrain, data.factors))
-        keys = sorted({k for run_id in pretrain["pretrain"] for k in _metric_keys(client, stages, run_id)
-                       if k.startswith("pretrain/") and _is_curve(k)})
-        history = load.metric_histories(client, list(pretrain["pretrain"]), keys)
-        keys = _over_steps(history, keys)
-        if keys:
-            history = history.merge(pretrain[["pretrain", "label"]], left_on="run_id", right_on="pretrain")
-            page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
-    finetune = stages[(stages["kind"] == "finetune") & stages["task"].notna()]
-    finetune = finetune.merge(drawn[["run_id", "label"]], left_on="parent_run_id", right_on="run_id",
-                              suffixes=("", "_trial"))
-    for task, runs in finetune.groupby("task", sort=True):
-        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and _is_curve(k)})
-        history = load.metric_histories(client, list(runs["run_id"]), keys)
-        keys = _over_steps(history, keys)
-        if keys:
-            history = history.merge(runs[["run_id", "label"]], on="run_id")
-            page.figure(section, figures.curves(history, keys, "label", f"Fine-tuning: {task}"))
+def _training_section(page: html.Page, curves: load.TrainingCurves) -> None:
+    section = page.section("Training curves", f"Up to {load.CURVES_PER_LEVEL} runs per setting, coloured by setting "
+                                              f"({curves.drawn_settings} of {curves.settings} settings drawn).")
+    for found in curves.figures:
+        page.figure(section, figures.curves(found.history, found.keys, "label", found.title))
     if not section.blocks:
         section.blocks.append(html.paragraph("No step curves logged yet."))
-
-
-def _metric_keys(client: MlflowClient, stages: pd.DataFrame, run_id: str) -> list[str]:
-    known = stages.loc[stages["run_id"] == run_id, "metric_keys"]
-    return list(known.iloc[0]) if len(known) else load.run_metric_keys(client, run_id)
-
-
-def _is_curve(key: str) -> bool:
-    """Losses, accuracies and validation metrics are learning curves; lr and throughput are not."""
-    name = key.split("/", 1)[1]
-    return "loss" in name or name.endswith("acc") or name.startswith("val_")
-
-
-def _over_steps(history: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Keys logged at several steps (a final number or a single validation point is no curve)."""
-    return [k for k in keys if history.loc[history["key"] == k, "step"].nunique() > 1]
 
 
 def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
@@ -262,32 +194,14 @@ def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> N
     if not costs:
         return
     section = page.section("Cost", "Mean per setting; the Pareto front joins the settings nothing beats on both axes.")
-    by = data.factors or ["seed"]
-    points = finished.groupby(by, sort=False, dropna=False)[[data.headline, *costs]].mean().reset_index()
-    points = points.rename(columns={data.headline: "mean"})
-    points["label"] = _setting_labels(points, data.factors) if data.factors else points["seed"].astype(str)
-    for cost in costs:
-        points[f"front_{cost}"] = summaries.pareto_front(points, cost, "mean", data.mode)
+    points = summaries.cost_points(finished, data.factors, data.headline, costs, data.mode)
     page.figure(section, figures.cost_vs_metric(points, costs, data.headline))
 
 
-def _reconstruction_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    """One picture per image mask ratio when that is a factor, else one per setting (at most MAX_PICTURES)."""
-    if data.trials.empty:
-        return
-    by = [MASK_RATIO] if MASK_RATIO in data.factors else data.factors
-    trials = data.trials.sort_values("state", key=lambda s: s != "FINISHED", kind="stable")  # finished first
-    drawn = _drawn_trials(trials, by, 1, MAX_PICTURES)
-    links = drawn["pretrain_run_id"]
-    if links.isna().any():
-        stages = load.stage_runs(client, data.experiment_id, list(drawn.loc[links.isna(), "run_id"]))
-        links = _pretrain_of(drawn, stages)
+def _reconstruction_section(page: html.Page, pictures: list[load.Picture]) -> None:
     section = page.section("MIM reconstructions", "Latest logged grid: original / masked / reconstructed.")
-    for label, run_id in zip(drawn["label"], links):
-        found = load.latest_reconstruction(client, run_id) if isinstance(run_id, str) else None
-        if found:
-            step, png = found
-            section.blocks.append(html.image_html(png, f"{label} · step {step}"))
+    for picture in pictures:
+        section.blocks.append(html.image_html(picture.png, f"{picture.label} · step {picture.step}"))
     if not section.blocks:
         section.blocks.append(html.paragraph("No reconstruction images logged."))
 
@@ -301,7 +215,7 @@ def _state_section(page: html.Page, data: StudyData) -> None:
     failed = data.trials[data.trials["state"].isin(["FAILED", "KILLED"])]
     if len(failed):
         shown = pd.DataFrame({
-            "trial": failed["trial_id"], "setting": _setting_labels(data.trials, data.factors).loc[failed.index],
+            "trial": failed["trial_id"], "setting": summaries.setting_labels(data.trials, data.factors).loc[failed.index],
             "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
             "run": failed["run_id"]})
         section.blocks.append(html.table_html(shown, ["flag"] * len(shown)))
