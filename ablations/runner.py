@@ -314,16 +314,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
         "profile": spec.profile, "trials": len(trials), "seeds": seeds_param, "tasks": spec.tasks,
         "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
         "factors": spec.factor_paths})
-    if seeds is not None:
-        plan = spec.seed_plan()
-        round_ = len(seeds.race.todo())
-        say(f"study {spec.name}: adaptive seeds ({plan.start} to {plan.max} per setting, min_effect "
-            f"{plan.min_effect:g}), {skipped} trials already done, "
-            + (f"{round_} in this round, at most {len(trials)} in all " if todo else "nothing to run ")
-            + f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
-    else:
-        say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
-            f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
+    say(_plan_text(spec, seeds, len(trials), len(todo), skipped, tracking_uri))
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
     status, errored = "FINISHED", {}
     try:
@@ -338,20 +329,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
             if interrupted:
                 status, outcome.interrupted = "KILLED", True
-        say("")
-        runs = tracking.latest_trial_runs(tracker, experiment_id)
-        if seeds is not None:  # the trials the race ran, and the first round's even if not run
-            trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
-            outcome.ran = len([t for t in trials if t.trial_id in runs]) - skipped
-            outcome.stop_reason = seeds.race.stop_reason
-        rows = trial_rows(trials, runs, spec.metric.name, errored)
-        outcome.failed = [row.trial.trial_id for row in rows if row.status == "FAILED"]
-        outcome.finished = sum(1 for row in rows if row.status == "FINISHED")
-        say(summary(spec, rows))
-        say("")
-        say(_verdicts(spec, trials, runs, tracker, study_run_id, outcome))
-        outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
-        say(_next_steps(spec, workdir, tracking_uri, outcome.dashboard))
+        _finish(spec, trials, seeds, tracker, workdir, outcome, errored)
     except BaseException:
         status = "KILLED" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "FAILED"
         tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=())
@@ -359,6 +337,38 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
     finally:
         tracker.end_run(study_run_id, status)
     return outcome
+
+
+def _plan_text(spec: StudySpec, seeds: SeedRace | None, n_trials: int, n_todo: int, skipped: int,
+               tracking_uri: str) -> str:
+    """What this invocation is about to do."""
+    where = f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})"
+    if seeds is None:
+        return f"study {spec.name}: {n_trials} trials, {skipped} already done, {n_todo} to run {where}"
+    plan = spec.seed_plan()
+    return (f"study {spec.name}: adaptive seeds ({plan.start} to {plan.max} per setting, min_effect "
+            f"{plan.min_effect:g}), {skipped} trials already done, "
+            + (f"{len(seeds.race.todo())} in this round, at most {n_trials} in all " if n_todo else "nothing to run ")
+            + where)
+
+
+def _finish(spec: StudySpec, trials: list[Trial], seeds: SeedRace | None, tracker: tracking.Tracker, workdir: Path,
+            outcome: Outcome, errored: Mapping[str, str]) -> None:
+    """The results table, the verdicts, the dashboard and what to do next."""
+    say("")
+    runs = tracking.latest_trial_runs(tracker, outcome.experiment_id)
+    if seeds is not None:  # the trials the race ran, and the first round's even if not run
+        trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
+        outcome.ran = len([t for t in trials if t.trial_id in runs]) - outcome.skipped
+        outcome.stop_reason = seeds.race.stop_reason
+    rows = trial_rows(trials, runs, spec.metric.name, errored)
+    outcome.failed = [row.trial.trial_id for row in rows if row.status == "FAILED"]
+    outcome.finished = sum(1 for row in rows if row.status == "FINISHED")
+    say(summary(spec, rows))
+    say("")
+    say(_verdicts(spec, trials, runs, tracker, outcome.study_run_id, outcome))
+    outcome.dashboard = _dashboard(spec, tracker, outcome.study_run_id, workdir)
+    say(_next_steps(spec, workdir, tracker.uri, outcome.dashboard))
 
 
 @dataclass(frozen=True)
