@@ -185,7 +185,7 @@ def _scheduler(spec: StudySpec):
                          reduction_factor=s.reduction_factor)
 
 
-def _tune(spec: StudySpec, todo: list[Trial], ctx: StudyContext, workdir: Path, max_concurrent: int | None,
+def _tune(spec: StudySpec, todo: list[Trial], study: StudyContext, workdir: Path, max_concurrent: int | None,
           total: int, skipped: int, storage: str | None = None, seeds: SeedRace | None = None):
     """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?).
     `seeds`: adaptive seeds; a searcher then picks from `todo` (every trial the race may run)."""
@@ -200,7 +200,7 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: StudyContext, workdir: Path, 
     # param space: Tune writes the param space to params.json in its storage, and a tracking URI
     # may carry a password.
     resources = spec.resources.model_dump()
-    trainable = tune.with_resources(tune.with_parameters(run_trial, study=ctx), trial_request(resources))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, study=study), trial_request(resources))
     parallel = spec.resources.workers > 1
     if parallel and not max_concurrent:
         # a data-parallel trial reserves almost nothing itself (its workers do, when they start):
@@ -319,12 +319,12 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
     status, errored = "FINISHED", {}
     try:
         if todo:
-            ctx = StudyContext(spec.name, study_run_id, experiment_id, tracking_uri, workdir, spec.metric.name,
-                               resources=spec.resources.model_dump(), cache_root=shared_cache_root(storage),
-                               aliases=factor_aliases(spec.factor_paths, spec.alias),
-                               storage=storage or str(workdir / "ray"),
-                               fault=os.environ.get(faults.ENV) or None)  # test-only: workers do not see our env
-            errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
+            study = StudyContext(spec.name, study_run_id, experiment_id, tracking_uri, workdir, spec.metric.name,
+                                 resources=spec.resources.model_dump(), cache_root=shared_cache_root(storage),
+                                 aliases=factor_aliases(spec.factor_paths, spec.alias),
+                                 storage=storage or str(workdir / "ray"),
+                                 fault=os.environ.get(faults.ENV) or None)  # test-only: workers do not see our env
+            errored, pruned, interrupted = _tune(spec, todo, study, workdir, max_concurrent, len(trials), skipped,
                                                  storage, seeds)
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
             if interrupted:

@@ -166,16 +166,7 @@ def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFra
         tests = summaries.paired_vs_best(finished, by, data.headline, data.mode, pair_on)
         if tests.empty:
             continue
-        unit = summaries.metric_unit(data.headline)
-        points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
-        shown = pd.DataFrame({
-            "level": [summaries.format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
-            f"mean{f' ({unit})' if unit else ''}": [summaries.format_number(m, unit) for m in tests["mean"]],
-            f"difference vs best{points}": [summaries.format_number(d, unit) for d in tests["diff"]],
-            "pairs": tests["n_pairs"], "test": tests["test"],
-            "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
-            "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
-        })
+        shown = summaries.significance_table(tests, by, summaries.metric_unit(data.headline))
         classes = ["best" if b else ("" if s else "flag") for b, s in zip(tests["is_best"], tests["significant"])]
         section.blocks.append(f"<h3>{' × '.join(by)}</h3>" + html.table_html(shown, classes))
 
@@ -212,10 +203,6 @@ def _state_section(page: html.Page, data: StudyData) -> None:
         section.blocks.append(html.paragraph("No trial has started yet."))
         return
     page.figure(section, figures.states(summaries.state_counts(data.trials)))
-    failed = data.trials[data.trials["state"].isin(["FAILED", "KILLED"])]
-    if len(failed):
-        shown = pd.DataFrame({
-            "trial": failed["trial_id"], "setting": summaries.setting_labels(data.trials, data.factors).loc[failed.index],
-            "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
-            "run": failed["run_id"]})
+    if data.trials["state"].isin(["FAILED", "KILLED"]).any():
+        shown = summaries.failure_table(data.trials, data.factors)
         section.blocks.append(html.table_html(shown, ["flag"] * len(shown)))

@@ -469,3 +469,25 @@ def cost_points(finished: pd.DataFrame, factors: list[str], metric: str, costs: 
     for cost in costs:
         points[f"front_{cost}"] = pareto_front(points, cost, "mean", mode)
     return points
+
+
+def significance_table(tests: pd.DataFrame, by: Sequence[str], unit: str = "") -> pd.DataFrame:
+    """`paired_vs_best`'s rows as the dashboard shows them, numbers at the metric's precision."""
+    points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
+    return pd.DataFrame({
+        "level": [format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
+        f"mean{f' ({unit})' if unit else ''}": [format_number(m, unit) for m in tests["mean"]],
+        f"difference vs best{points}": [format_number(d, unit) for d in tests["diff"]],
+        "pairs": tests["n_pairs"], "test": tests["test"],
+        "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
+        "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
+    })
+
+
+def failure_table(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """The failed and killed trials: [trial, setting, seed, state, error, run]."""
+    failed = trials[trials["state"].isin(["FAILED", "KILLED"])]
+    return pd.DataFrame({
+        "trial": failed["trial_id"], "setting": setting_labels(trials, factors).loc[failed.index],
+        "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
+        "run": failed["run_id"]})

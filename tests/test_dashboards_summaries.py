@@ -227,3 +227,23 @@ def test_cost_points_average_per_setting_and_mark_the_front():
     assert list(points["mean"]) == [55.0, 70.0, 52.0] and list(points["cost/flops"]) == [20.0, 40.0, 30.0]
     assert list(points["label"]) == ["r=1", "r=2", "r=3"]
     assert list(points["front_cost/flops"]) == [True, True, False]  # r=3 costs more than r=1 for less
+
+
+def test_significance_table_shows_differences_in_points_and_flags_the_best():
+    tests = pd.DataFrame({"model.mim.mask_ratio": [0.75, 0.25], "mean": [71.25, 68.5], "diff": [0.0, -2.75],
+                          "n_pairs": [3, 3], "test": ["-", "paired t"], "p_value": [float("nan"), 0.0321],
+                          "is_best": [True, False], "significant": [False, True]})
+    shown = S.significance_table(tests, ["model.mim.mask_ratio"], "%")
+    assert list(shown.columns) == ["level", "mean (%)", "difference vs best (points)", "pairs", "test", "p",
+                                   "significant?"]
+    assert list(shown["level"]) == ["mim.mask_ratio=0.75", "mim.mask_ratio=0.25"]
+    assert list(shown["p"]) == ["–", "0.032"] and list(shown["significant?"]) == ["best", "yes"]
+
+
+def test_failure_table_lists_failed_and_killed_trials_with_their_setting():
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "r": [1, 2, 3], "seed": [0, 0, 1],
+                           "state": ["FINISHED", "FAILED", "KILLED"], "error": ["", "boom", ""],
+                           "run_id": ["r1", "r2", "r3"]})
+    shown = S.failure_table(trials, ["r"])
+    assert list(shown["trial"]) == ["b", "c"] and list(shown["setting"]) == ["r=2", "r=3"]
+    assert list(shown["error"]) == ["boom", "–"]
