@@ -40,19 +40,8 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, ValidationError
 
 from ablations.spec import (
-    COST_METRICS,
-    NAME_PATTERN,
-    DataSpec,
-    Resources,
-    Seed,
-    StudySpec,
-    base_config,
-    check_inputs,
-    check_path,
-    check_resources,
-    load_plugins,
-    produced_metrics,
-    read_file,
+    COST_METRICS, NAME_PATTERN, DataSpec, Resources, Seed, StudySpec, base_config, check_inputs, check_path,
+    check_resources, load_plugins, produced_metrics, read_file,
 )
 from ablations.specfile import Problems, SpecError, Strict, closest, load_yaml, schema_errors
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile

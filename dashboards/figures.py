@@ -14,16 +14,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
-from dashboards.summaries import (
-    MIN_SEEDS_FOR_CI,
-    format_number,
-    interval,
-    is_numeric,
-    metric_bounds,
-    metric_label,
-    metric_unit,
-    short_name,
-)
+from dashboards.summaries import (MIN_SEEDS_FOR_CI, format_number, interval, is_numeric, metric_bounds,
+                                  metric_label, metric_unit, short_name)
 
 OURS = "#1f77b4"
 PAPER = "#d62728"
