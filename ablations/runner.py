@@ -444,9 +444,12 @@ def _verdicts(spec: StudySpec, trials: list[Trial], runs: dict, tracker: trackin
 
 def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, workdir: Path) -> Path | None:
     """Build the study's dashboard and log it on the study run as dashboard.html."""
-    from dashboards.report import build_report
+    def build(out: Path) -> Path:
+        from dashboards.report import build_report  # plotly and pandas: only once the study has run
 
-    return dashboard(tracker, study_run_id, workdir, spec.name, lambda out: build_report(spec.name, tracker.uri, out))
+        return build_report(spec.name, tracker.uri, out)
+
+    return dashboard(tracker, study_run_id, workdir, spec.name, build)
 
 
 def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard_file: Path | None) -> str:

@@ -178,10 +178,12 @@ def _finish(spec: SearchSpec, study, tracker: tracking.Tracker, storage_url: str
 def _dashboard(spec: SearchSpec, tracker: tracking.Tracker, study_run_id: str, storage_url: str,
                workdir: Path) -> Path | None:
     """The search dashboard (dashboards.search_report), logged as dashboard.html."""
-    from dashboards.search_report import build_search_report
+    def build(out: Path) -> Path:
+        from dashboards.search_report import build_search_report  # plotly and pandas: only once the search has run
 
-    return dashboard(tracker, study_run_id, workdir, spec.name, lambda out: build_search_report(
-        spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name))
+        return build_search_report(spec.name, tracker.uri, storage_url, out, optuna_study_name=spec.name)
+
+    return dashboard(tracker, study_run_id, workdir, spec.name, build)
 
 
 def _next_steps(spec: SearchSpec, workdir: Path, storage_url: str, outcome: SearchOutcome) -> str:
