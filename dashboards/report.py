@@ -1,6 +1,7 @@
 """Build the dashboard of a study (`build_report`); an Optuna search's is `dashboards.search_report`.
 
-Pipeline: load.load_study (MLflow -> frames) -> summaries (numbers) -> figures (Plotly) -> html (one page).
+Pipeline: load.load_study and load.run_details (MLflow -> frames) -> summaries (numbers) -> figures
+(Plotly) -> html (one page). The sections only draw what was loaded: none of them reads MLflow.
 """
 
 from __future__ import annotations
