@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the CLI turns every error into an exit code
         if args.debug:
             raise
-        from ablations.redact import redact_text  # an error may quote a URI with its password
+        from ablate_common.redact import redact_text  # an error may quote a URI with its password
 
         if _is_usage_error(error):
             print(f"ablate {args.verb}: {redact_text(error)}", file=sys.stderr)

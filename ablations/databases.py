@@ -8,8 +8,8 @@ Without this, Optuna says only "Failed to import DB access module" after the stu
 
 from __future__ import annotations
 
+from ablate_common.redact import redact_uri
 from ablations.cli import UsageError
-from ablations.redact import redact_uri
 
 # the module SQLAlchemy imports for a driver -> the pip package that provides it
 PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pg8000": "pg8000", "asyncpg": "asyncpg",

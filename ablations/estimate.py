@@ -329,7 +329,7 @@ def estimate_power(spec, values: list[dict[int, float]], trial_seconds: list[flo
 
 
 def format_power(spec, est: PowerEstimate) -> str:
-    from ablations.study import render_table
+    from ablate_common.tables import render_table
     from ablations.verdicts import label
 
     if not est.comparisons:

@@ -29,19 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-import yaml
-
+from ablate_common.naming import factor_aliases, run_name
+from ablate_common.tables import render_table
 from ablations import console, faults, tracking
 from ablations.cluster import ClusterUnreachable, check_address, require_resources
 from ablations.distributed import trial_request, trials_that_fit
 from ablations.lock import study_lock
-from ablations.naming import factor_aliases, run_name
-from ablations.paths import within
 from ablations.progress import study_callback
 from ablations.sequential import Race
 from ablations.spec import StudySpec
-from ablations.study import Trial, expand, format_value, render_table, short_path
-from ablations.trial import run_trial, work_paths
+from ablations.study import Trial, expand, format_value, short_path
+from ablations.study_run import dashboard, next_steps, open_experiment, open_study_run, say
+from ablations.trial import StudyContext, run_trial, work_paths
 from ablations.verdicts import DECISIONS, Decision, decide, decisions_json, setting_key, study_values, verdict_table
 
 
@@ -79,10 +78,6 @@ class SeedRace:
         per_trial = statistics.mean(self.durations)
         needed = math.ceil(n_trials / max(1, self.slots)) * per_trial
         return time.monotonic() - self.started + needed <= self.budget_seconds
-
-
-def say(text: str) -> None:
-    print(text, flush=True)
 
 
 # --------------------------------------------------------------------------- Ray
@@ -190,7 +185,7 @@ def _scheduler(spec: StudySpec):
                          reduction_factor=s.reduction_factor)
 
 
-def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_concurrent: int | None,
+def _tune(spec: StudySpec, todo: list[Trial], study: StudyContext, workdir: Path, max_concurrent: int | None,
           total: int, skipped: int, storage: str | None = None, seeds: SeedRace | None = None):
     """Run `todo` on Tune; returns ({errored trial id: error}, pruned trial ids, interrupted?).
     `seeds`: adaptive seeds; a searcher then picks from `todo` (every trial the race may run)."""
@@ -205,7 +200,7 @@ def _tune(spec: StudySpec, todo: list[Trial], ctx: dict, workdir: Path, max_conc
     # param space: Tune writes the param space to params.json in its storage, and a tracking URI
     # may carry a password.
     resources = spec.resources.model_dump()
-    trainable = tune.with_resources(tune.with_parameters(run_trial, study=ctx), trial_request(resources))
+    trainable = tune.with_resources(tune.with_parameters(run_trial, study=study), trial_request(resources))
     parallel = spec.resources.workers > 1
     if parallel and not max_concurrent:
         # a data-parallel trial reserves almost nothing itself (its workers do, when they start):
@@ -299,10 +294,7 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
                max_concurrent: int | None, retry_failed: bool, storage: str | None,
                budget_minutes: float | None = None) -> Outcome:
     tracker = tracking.Tracker(tracking_uri)
-    experiment_id = tracker.experiment(spec.name, workdir / "artifacts")
-    stale = tracking.mark_stale_runs(tracker, experiment_id)
-    if stale:
-        say(f"marked {stale} run(s) left RUNNING by an earlier, dead invocation as KILLED")
+    experiment_id = open_experiment(tracker, spec.name, workdir)
     done = tracking.completed_trial_ids(tracker, experiment_id, retry_failed)
     seeds = None
     if spec.adaptive:
@@ -317,51 +309,27 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
         todo = [t for t in trials if t.trial_id not in done]
     skipped = len([t for t in trials if t.trial_id in done])
 
-    # spec.yaml: the study as it ran (profile, tasks and metric resolved); study.yaml: the file as written
-    resolved = yaml.safe_dump(spec.model_dump(mode="json", exclude_none=True), sort_keys=False)
     seeds_param = spec.adaptive.model_dump() if spec.adaptive else spec.seeds
-    study_run_id = tracking.open_study_run(tracker, experiment_id, spec.name, resolved, {
+    study_run_id = open_study_run(tracker, experiment_id, spec, spec_text, {
         "profile": spec.profile, "trials": len(trials), "seeds": seeds_param, "tasks": spec.tasks,
         "metric": spec.metric.name, "mode": spec.metric.mode, "scheduler": spec.scheduler.name,
         "factors": spec.factor_paths})
-    tracker.log_text(study_run_id, spec_text, "study.yaml")
-    if seeds is not None:
-        plan = spec.seed_plan()
-        round_ = len(seeds.race.todo())
-        say(f"study {spec.name}: adaptive seeds ({plan.start} to {plan.max} per setting, min_effect "
-            f"{plan.min_effect:g}), {skipped} trials already done, "
-            + (f"{round_} in this round, at most {len(trials)} in all " if todo else "nothing to run ")
-            + f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
-    else:
-        say(f"study {spec.name}: {len(trials)} trials, {skipped} already done, {len(todo)} to run "
-            f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})")
+    say(_plan_text(spec, seeds, len(trials), len(todo), skipped, tracking_uri))
     outcome = Outcome(study_run_id, experiment_id, skipped=skipped, ran=len(todo))
     status, errored = "FINISHED", {}
     try:
         if todo:
-            ctx = {"study_name": spec.name, "study_run_id": study_run_id, "experiment_id": experiment_id,
-                   "tracking_uri": tracking_uri, "workdir": str(workdir), "metric": spec.metric.name,
-                   "cache_root": shared_cache_root(storage), "resources": spec.resources.model_dump(),
-                   "aliases": factor_aliases(spec.factor_paths, spec.alias),
-                   "storage": storage or str(workdir / "ray")}
-            if os.environ.get(faults.ENV):  # test-only: the workers do not see our environment
-                ctx["fault"] = os.environ[faults.ENV]
-            errored, pruned, interrupted = _tune(spec, todo, ctx, workdir, max_concurrent, len(trials), skipped,
+            study = StudyContext(spec.name, study_run_id, experiment_id, tracking_uri, workdir, spec.metric.name,
+                                 resources=spec.resources.model_dump(), cache_root=shared_cache_root(storage),
+                                 aliases=factor_aliases(spec.factor_paths, spec.alias),
+                                 storage=storage or str(workdir / "ray"),
+                                 fault=os.environ.get(faults.ENV) or None)  # test-only: workers do not see our env
+            errored, pruned, interrupted = _tune(spec, todo, study, workdir, max_concurrent, len(trials), skipped,
                                                  storage, seeds)
             tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=pruned, errors=errored)
             if interrupted:
                 status, outcome.interrupted = "KILLED", True
-        say("")
-        runs = tracking.latest_trial_runs(tracker, experiment_id)
-        if seeds is not None:  # the trials the race ran, and the first round's even if not run
-            trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
-            outcome.ran = len([t for t in trials if t.trial_id in runs]) - skipped
-            outcome.stop_reason = seeds.race.stop_reason
-        say(summary(spec, trials, tracker, experiment_id, outcome, errored))
-        say("")
-        say(_verdicts(spec, trials, runs, tracker, study_run_id, outcome))
-        outcome.dashboard = _dashboard(spec, tracker, study_run_id, workdir)
-        say(_next_steps(spec, workdir, tracking_uri, outcome.dashboard))
+        _finish(spec, trials, seeds, tracker, workdir, outcome, errored)
     except BaseException:
         status = "KILLED" if isinstance(sys.exc_info()[1], KeyboardInterrupt) else "FAILED"
         tracking.close_unfinished_children(tracker, experiment_id, study_run_id, pruned=())
@@ -371,48 +339,96 @@ def _run_study(spec: StudySpec, trials: list[Trial], spec_text: str, workdir: Pa
     return outcome
 
 
-def summary(spec: StudySpec, trials: list[Trial], tracker: tracking.Tracker, experiment_id: str,
-            outcome: Outcome, errored: Mapping[str, str] | None = None) -> str:
-    """The results table (one row per trial) and the settings ranked by their mean over seeds.
+def _plan_text(spec: StudySpec, seeds: SeedRace | None, n_trials: int, n_todo: int, skipped: int,
+               tracking_uri: str) -> str:
+    """What this invocation is about to do."""
+    where = f"(profile {spec.profile}, MLflow {tracking.redact_uri(tracking_uri)})"
+    if seeds is None:
+        return f"study {spec.name}: {n_trials} trials, {skipped} already done, {n_todo} to run {where}"
+    plan = spec.seed_plan()
+    return (f"study {spec.name}: adaptive seeds ({plan.start} to {plan.max} per setting, min_effect "
+            f"{plan.min_effect:g}), {skipped} trials already done, "
+            + (f"{len(seeds.race.todo())} in this round, at most {n_trials} in all " if n_todo else "nothing to run ")
+            + where)
+
+
+def _finish(spec: StudySpec, trials: list[Trial], seeds: SeedRace | None, tracker: tracking.Tracker, workdir: Path,
+            outcome: Outcome, errored: Mapping[str, str]) -> None:
+    """The results table, the verdicts, the dashboard and what to do next."""
+    say("")
+    runs = tracking.latest_trial_runs(tracker, outcome.experiment_id)
+    if seeds is not None:  # the trials the race ran, and the first round's even if not run
+        trials = [t for (_, seed), t in seeds.trials.items() if t.trial_id in runs or seed < spec.seed_plan().start]
+        outcome.ran = len([t for t in trials if t.trial_id in runs]) - outcome.skipped
+        outcome.stop_reason = seeds.race.stop_reason
+    rows = trial_rows(trials, runs, spec.metric.name, errored)
+    outcome.failed = [row.trial.trial_id for row in rows if row.status == "FAILED"]
+    outcome.finished = sum(1 for row in rows if row.status == "FINISHED")
+    say(summary(spec, rows))
+    say("")
+    say(_verdicts(spec, trials, runs, tracker, outcome.study_run_id, outcome))
+    outcome.dashboard = _dashboard(spec, tracker, outcome.study_run_id, workdir)
+    say(_next_steps(spec, workdir, tracker.uri, outcome.dashboard))
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial as the results table shows it."""
+
+    trial: Trial
+    status: str  # an MLflow run status, PRUNED, or NOT RUN
+    value: float | None  # the headline metric
+    seconds: float | None  # pre-training plus fine-tuning
+    error: str | None  # why it failed, when it did
+
+
+def trial_rows(trials: list[Trial], runs: Mapping, metric: str,
+               errored: Mapping[str, str] | None = None) -> list[TrialRow]:
+    """Each trial's status, headline value and cost from its latest MLflow run (`runs`).
     `errored`: trials Tune saw fail in this invocation, with Tune's error (some fail before their
     MLflow run opens)."""
     errored = errored or {}
-    runs = tracking.latest_trial_runs(tracker, experiment_id)
+    rows = []
+    for t in trials:
+        run = runs.get(t.trial_id)
+        if run is None:
+            failed_early = t.trial_id in errored
+            error = f"failed before its MLflow run opened: {errored[t.trial_id]}" if failed_early else None
+            rows.append(TrialRow(t, "FAILED" if failed_early else "NOT RUN", None, None, error))
+            continue
+        status = "PRUNED" if run.data.tags.get(tracking.PRUNED) == "true" else run.info.status
+        metrics = run.data.metrics
+        seconds = metrics.get("cost/pretrain_seconds", 0) + metrics.get("cost/finetune_seconds", 0)
+        error = run.data.tags.get(tracking.ERROR, "?") if status == "FAILED" else None
+        rows.append(TrialRow(t, status, metrics.get(metric), seconds, error))
+    return rows
+
+
+def summary(spec: StudySpec, rows: list[TrialRow]) -> str:
+    """The results table (one row per trial) and the settings ranked by their mean over seeds."""
     from dashboards.summaries import format_number, metric_label, metric_unit
 
     metric, paths = spec.metric.name, spec.factor_paths
     unit = metric_unit(metric)
-    rows, by_setting, errors = [], {}, []
-    for t in trials:
-        run = runs.get(t.trial_id)
-        status = "NOT RUN" if run is None else run.info.status
-        if run is None and t.trial_id in errored:
-            status = "FAILED"
-            errors.append(f"  {t.trial_id}: failed before its MLflow run opened: {errored[t.trial_id]}")
-        if run is not None and run.data.tags.get(tracking.PRUNED) == "true":
-            status = "PRUNED"
-        value = run.data.metrics.get(metric) if run is not None else None
-        cost = run.data.metrics.get("cost/pretrain_seconds", 0) + run.data.metrics.get("cost/finetune_seconds", 0) \
-            if run is not None else None
-        rows.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), status,
-                     "-" if value is None else format_number(value, unit), "-" if not cost else f"{cost:.0f}s"])
-        if status == "FAILED":
-            outcome.failed.append(t.trial_id)
-            if run is not None:
-                errors.append(f"  {t.trial_id}: {run.data.tags.get(tracking.ERROR, '?')}")
-        if status == "FINISHED":
-            outcome.finished += 1
-        if value is not None and status == "FINISHED":
-            by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(value)
+    table, by_setting = [], {}
+    for row in rows:
+        t = row.trial
+        table.append([t.trial_id, *[format_value(t.factors[p]) for p in paths], str(t.seed), row.status,
+                      "-" if row.value is None else format_number(row.value, unit),
+                      "-" if not row.seconds else f"{row.seconds:.0f}s"])
+        if row.value is not None and row.status == "FINISHED":
+            by_setting.setdefault(tuple(format_value(t.factors[p]) for p in paths), []).append(row.value)
+    finished = sum(1 for row in rows if row.status == "FINISHED")
     header = ["trial", *[short_path(p) for p in paths], "seed", "status", metric_label(metric), "time"]
-    parts = [f"Results of {spec.name} ({outcome.finished}/{len(trials)} finished):", render_table(header, rows)]
+    parts = [f"Results of {spec.name} ({finished}/{len(rows)} finished):", render_table(header, table)]
     if by_setting and paths:
         ranked = sorted(by_setting.items(), key=lambda kv: statistics.mean(kv[1]), reverse=spec.metric.mode == "max")
-        table = [[*setting, format_number(statistics.mean(vals), unit),
+        means = [[*setting, format_number(statistics.mean(vals), unit),
                   format_number(statistics.stdev(vals), unit) if len(vals) > 1 else "-", str(len(vals))]
                  for setting, vals in ranked]
         parts += ["", f"Settings ranked by mean {metric_label(metric)} over seeds (best first; sd: spread over seeds):",
-                  render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], table)]
+                  render_table([*[short_path(p) for p in paths], "mean", "sd", "seeds"], means)]
+    errors = [f"  {row.trial.trial_id}: {row.error}" for row in rows if row.status == "FAILED"]
     if errors:
         parts += ["", "Failed trials:", *errors]
     return "\n".join(parts)
@@ -428,32 +444,20 @@ def _verdicts(spec: StudySpec, trials: list[Trial], runs: dict, tracker: trackin
 
 def _dashboard(spec: StudySpec, tracker: tracking.Tracker, study_run_id: str, workdir: Path) -> Path | None:
     """Build the study's dashboard and log it on the study run as dashboard.html."""
-    try:
-        from dashboards.report import build_report
-        from dashboards.screenshot import log_top
-    except ImportError:
-        say("(dashboard skipped: dashboards.report is not available)")
-        return None
-    out = within(workdir, "reports", f"{spec.name}.html")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path = Path(build_report(spec.name, tracker.uri, out))
-        tracker.log_file(study_run_id, path, name="dashboard.html")
-        log_top(tracker, study_run_id, path)  # MLflow's sandboxed preview may show the HTML blank
-        tracking.link_dashboard(tracker, study_run_id)
-        return path
-    except Exception as error:  # noqa: BLE001 - a dashboard problem must not lose the study's results
-        say(f"(dashboard not built: {type(error).__name__}: {error})")
-        return None
+    def build(out: Path) -> Path:
+        from dashboards.report import build_report  # plotly and pandas: only once the study has run
+
+        return build_report(spec.name, tracker.uri, out)
+
+    return dashboard(tracker, study_run_id, workdir, spec.name, build)
 
 
-def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard: Path | None) -> str:
-    lines = ["", "Next:"]
+def _next_steps(spec: StudySpec, workdir: Path, tracking_uri: str, dashboard_file: Path | None) -> str:
     if tracking_uri.startswith("sqlite:"):
-        lines.append(f"  ablate ui --workdir {workdir}          # browse every run in the MLflow UI")
+        commands = [f"ablate ui --workdir {workdir}          # browse every run in the MLflow UI"]
     else:
-        lines.append(f"  open {tracking.redact_uri(tracking_uri)}   # the MLflow server holding the runs")
-    if dashboard is not None:
-        lines.append(f"  open {dashboard}   # the dashboard (also on the study run as dashboard.html)")
-    lines.append(f"  ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")
-    return "\n".join(lines)
+        commands = [f"open {tracking.redact_uri(tracking_uri)}   # the MLflow server holding the runs"]
+    if dashboard_file is not None:
+        commands.append(f"open {dashboard_file}   # the dashboard (also on the study run as dashboard.html)")
+    commands.append(f"ablate report {spec.name} --workdir {workdir}   # rebuild the dashboard")
+    return next_steps(commands)

@@ -40,9 +40,10 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, ValidationError
 
 from ablations.spec import (
-    COST_METRICS, NAME_PATTERN, DataSpec, Resources, Seed, SpecError, StudySpec, _check_path, _closest, _load_yaml,
-    _Problems, _schema_errors, _Strict, check_resources, load_plugins, produced_metrics, read_file,
+    COST_METRICS, NAME_PATTERN, DataSpec, Resources, Seed, StudySpec, base_config, check_inputs, check_path,
+    check_resources, load_plugins, produced_metrics, read_file,
 )
+from ablations.specfile import Problems, SpecError, Strict, closest, load_yaml, schema_errors
 from m3ae.config import Config, ConfigError, apply_overrides, config_hash, profile
 
 SAMPLERS = ("tpe", "gp", "random", "grid", "nsga2")
@@ -55,7 +56,7 @@ Scalar = Union[bool, int, float, str, None]  # what Optuna can store as a catego
 # --------------------------------------------------------------------------- the schema
 
 
-class FloatDim(_Strict):
+class FloatDim(Strict):
     type: Literal["float"]
     low: float
     high: float
@@ -63,7 +64,7 @@ class FloatDim(_Strict):
     step: Optional[float] = None  # discretise (not with log)
 
 
-class IntDim(_Strict):
+class IntDim(Strict):
     type: Literal["int"]
     low: int
     high: int
@@ -71,7 +72,7 @@ class IntDim(_Strict):
     log: bool = False
 
 
-class CategoricalDim(_Strict):
+class CategoricalDim(Strict):
     type: Literal["categorical"]
     choices: list[Scalar] = Field(min_length=1)
 
@@ -79,19 +80,19 @@ class CategoricalDim(_Strict):
 DIMENSIONS = {"float": FloatDim, "int": IntDim, "categorical": CategoricalDim}
 
 
-class Objective(_Strict):
+class Objective(Strict):
     metric: str  # "<task>/<metric>" or a cost metric, e.g. "cost/pretrain_seconds"
     direction: Literal["maximize", "minimize"] = "maximize"
 
 
-class SamplerSpec(_Strict):
+class SamplerSpec(Strict):
     name: Literal["tpe", "gp", "random", "grid", "nsga2"] = "tpe"
     seed: Optional[Seed] = None  # a resumed search offsets it by the trials done, so it never repeats itself
     n_startup_trials: Optional[int] = Field(None, ge=0)  # tpe / gp: random trials before the model kicks in
     population_size: Optional[int] = Field(None, ge=2)  # nsga2
 
 
-class PrunerSpec(_Strict):
+class PrunerSpec(Strict):
     name: Literal["none", "median", "hyperband"] = "none"
     n_startup_trials: int = Field(2, ge=0)  # median: finished trials before anything is pruned
     n_warmup_steps: int = Field(1, ge=0)  # median: evaluations a trial always gets
@@ -99,7 +100,7 @@ class PrunerSpec(_Strict):
     reduction_factor: int = Field(3, ge=2)  # hyperband
 
 
-class SearchSpec(_Strict):
+class SearchSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=100)
     description: str = ""
     kind: Literal["search"]
@@ -254,8 +255,8 @@ def load_search(path: str | Path, profile_name: str | None = None, data_root: st
 
 def parse_search(text: str, source: str = "<search>", profile_name: str | None = None,
                  data_root: str | None = None) -> SearchSpec:
-    data, lines = _load_yaml(text, source)
-    problems = _Problems(source, lines)
+    data, lines = load_yaml(text, source)
+    problems = Problems(source, lines)
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of search keys (name, space, objectives, ...), got {data!r}")
     if data.get("kind") != "search":
@@ -272,7 +273,7 @@ def parse_search(text: str, source: str = "<search>", profile_name: str | None =
     try:
         spec = SearchSpec.model_validate(data)
     except ValidationError as error:
-        _schema_errors(error, problems, root=SearchSpec)
+        schema_errors(error, problems, root=SearchSpec)
         problems.raise_if_any()
     load_plugins(spec.plugins, source, problems)
     problems.raise_if_any()
@@ -283,7 +284,7 @@ def parse_search(text: str, source: str = "<search>", profile_name: str | None =
     return spec
 
 
-def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
+def _check_dimensions(spec: SearchSpec, problems: Problems) -> None:
     """Each `space` entry: a known type, its own keys, and a distribution Optuna accepts."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -292,7 +293,7 @@ def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
         kind = raw.get("type")
         if kind not in DIMENSIONS:
             problems.add(loc + ("type",) if "type" in raw else loc,
-                         f"expected type one of {list(DIMENSIONS)}, got {kind!r}{_closest(kind, DIMENSIONS)}")
+                         f"expected type one of {list(DIMENSIONS)}, got {kind!r}{closest(kind, DIMENSIONS)}")
             continue
         model = DIMENSIONS[kind]
         try:
@@ -304,7 +305,7 @@ def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
                     fields = list(model.model_fields)
                     article = "an" if kind == "int" else "a"
                     problems.add(loc + key, f"unknown key {key[-1]!r} for {article} {kind} dimension: expected one of "
-                                            f"{fields}{_closest(key[-1], fields)}")
+                                            f"{fields}{closest(key[-1], fields)}")
                 elif item["type"] == "missing":
                     problems.add(loc + key, f"missing: a {kind} dimension needs {key[-1]!r}")
                 else:
@@ -333,30 +334,19 @@ def _check_dimensions(spec: SearchSpec, problems: _Problems) -> None:
                                      "use fewer values (bigger steps, fewer choices) or another sampler")
 
 
-def _check_semantics(spec: SearchSpec, problems: _Problems) -> None:
+def _check_semantics(spec: SearchSpec, problems: Problems) -> None:
     """Paths, tasks, metrics, sampler and pruner fit together; then build configs."""
-    from m3ae import registry
-
-    try:
-        base_cfg = profile(spec.profile)
-    except ConfigError as error:
-        problems.add(("profile",), str(error))
+    base_cfg = base_config(spec, problems)
+    if base_cfg is None:
         return
-    for path in spec.base:
-        _check_path(path, ("base", path), problems)
-    for path in spec.space:
-        if path in spec.base:
-            problems.add(("space", path), f"{path} is both searched and fixed in base; keep one")
-        _check_path(path, ("space", path), problems)
-    for i, task in enumerate(spec.tasks):
-        if task not in registry.TASKS:
-            problems.add(("tasks", i), registry.TASKS.unknown_message(task))
-    if spec.data.pretrain is not None:
-        for name in spec.data.pretrain.split("+"):
-            if name not in registry.DATASETS:
-                problems.add(("data", "pretrain"), registry.DATASETS.unknown_message(name))
-    if len(set(spec.seeds)) != len(spec.seeds):
-        problems.add(("seeds",), f"seeds repeat: {spec.seeds}")
+
+    def check_space() -> None:
+        for path in spec.space:
+            if path in spec.base:
+                problems.add(("space", path), f"{path} is both searched and fixed in base; keep one")
+            check_path(path, ("space", path), problems)
+
+    check_inputs(spec, problems, check_space, spec.seeds)
     if problems.items:
         return
 
@@ -365,7 +355,7 @@ def _check_semantics(spec: SearchSpec, problems: _Problems) -> None:
         for path in point:
             if path not in spec.space:
                 problems.add(("enqueue", i, path), f"{path!r} is not a dimension of the space: expected one of "
-                                                   f"{list(spec.space)}{_closest(path, spec.space)}")
+                                                   f"{list(spec.space)}{closest(path, spec.space)}")
         missing = [p for p in spec.space if p not in point]
         if missing:
             problems.add(("enqueue", i), f"an enqueued point sets every dimension; missing {missing}")
@@ -374,12 +364,12 @@ def _check_semantics(spec: SearchSpec, problems: _Problems) -> None:
     _check_configs(spec, base_cfg, problems)
 
 
-def _check_objectives(spec: SearchSpec, problems: _Problems) -> None:
+def _check_objectives(spec: SearchSpec, problems: Problems) -> None:
     produced = produced_metrics(spec.tasks)
     for i, objective in enumerate(spec.objectives):
         if objective.metric not in produced:
             problems.add(("objectives", i, "metric"), f"no task of this search produces {objective.metric!r}: expected "
-                                                      f"one of {produced}{_closest(objective.metric, produced)}")
+                                                      f"one of {produced}{closest(objective.metric, produced)}")
     if len(set(spec.metric_names)) != len(spec.metric_names):
         problems.add(("objectives",), f"an objective repeats: {spec.metric_names}")
     several = len(spec.objectives) > 1
@@ -396,12 +386,12 @@ def _check_objectives(spec: SearchSpec, problems: _Problems) -> None:
         if spec.watched_metric not in watched:
             key = ("pruner_metric",) if spec.pruner_metric else ("pruner", "name")
             problems.add(key, f"the pruner watches a validation metric of a task, got {spec.watched_metric!r}: "
-                              f"expected one of {watched}{_closest(spec.watched_metric, watched)}")
+                              f"expected one of {watched}{closest(spec.watched_metric, watched)}")
     elif spec.pruner_metric is not None:
         problems.add(("pruner_metric",), "pruner_metric is set but pruner is none")
 
 
-def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> None:
+def _check_configs(spec: SearchSpec, base_cfg: Config, problems: Problems) -> None:
     """Base alone, then every dimension at each end (or choice) on top of it, then enqueued points."""
     fixed = spec.fixed_overrides()
     try:
@@ -431,7 +421,7 @@ def _check_configs(spec: SearchSpec, base_cfg: Config, problems: _Problems) -> N
             problems.add(("enqueue", i), str(error))
 
 
-def _check_int_values(path: str, dim: IntDim, build: Callable[[int], Any], problems: _Problems) -> None:
+def _check_int_values(path: str, dim: IntDim, build: Callable[[int], Any], problems: Problems) -> None:
     """Values between the ends can fail where the ends pass (num_heads 1..4 on a width of 32: 3 does
     not divide it): build a config for every value the dimension can take (an even sample of
     MAX_CHECKED_INTS of them, ends included, in a wider range)."""
@@ -469,7 +459,7 @@ def is_search_file(path: str | Path) -> bool:
     """Whether a YAML file says `kind: search` (anything unreadable is left to the study loader,
     which says what is wrong with it)."""
     try:
-        data, _ = _load_yaml(read_file(path), str(path))
+        data, _ = load_yaml(read_file(path), str(path))
     except (OSError, SpecError):
         return False
     return isinstance(data, dict) and data.get("kind") == "search"

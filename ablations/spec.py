@@ -31,17 +31,17 @@ fails here, not in trial 7 of 8.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import Discriminator, Field, Tag, ValidationError
 
-from m3ae.config import MAX_SEED, ConfigError, apply_overrides, field_paths, profile, suggest_path
+from ablations.specfile import Problems, SpecError, Strict, closest, load_yaml, schema_errors
+from m3ae.config import MAX_SEED, Config, ConfigError, apply_overrides, field_paths, profile, suggest_path
 from m3ae.textfile import decode_utf8
 
 ZIP_KEY = "zip"
@@ -54,9 +54,6 @@ COST_METRICS = ("cost/pretrain_seconds", "cost/finetune_seconds", "cost/flops")
 # A study or search name names folders and files (trials/<name>/, reports/<name>.html,
 # locks/<name>.lock): a plain name, no separators, not "." or ".." or a hidden file.
 NAME_PATTERN = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
-# Bigger YAML node trees are refused before anything walks them (an alias bomb: a few
-# lines of `&a [*b, *b, ...]` expand to billions of nodes).
-MAX_YAML_NODES = 100_000
 # A study or search file is read only when it is a regular file of at most this many bytes.
 MAX_FILE_BYTES = 1_000_000
 
@@ -64,84 +61,15 @@ MAX_FILE_BYTES = 1_000_000
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]  # numpy's seed range
 
 
-class SpecError(ValueError):
-    """A study file is wrong. The message lists each problem as `file:line: key: what`."""
-
-
-# --------------------------------------------------------------------------- YAML with line numbers
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that keeps the composed node tree, so keys can be traced to lines."""
-
-
-def _load_yaml(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
-    """Parse safely; return the data and {key path tuple: 1-based line}."""
-    loader = _LineLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is not None:
-            _check_size(node, source)  # before anything walks or constructs it
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as error:
-        raise SpecError(f"{source}: not valid YAML: {error}") from None
-    except RecursionError:
-        raise SpecError(f"{source}: the YAML is nested too deeply to read (a study file nests a few levels)") from None
-    finally:
-        loader.dispose()
-    lines: dict[tuple, int] = {}
-
-    def walk(n, path: tuple) -> None:
-        if isinstance(n, yaml.MappingNode):
-            for key_node, value_node in n.value:
-                child = path + (key_node.value,)
-                if child in lines:  # YAML would silently keep the last one
-                    raise SpecError(f"{source}:{key_node.start_mark.line + 1}: {_loc_text(child)}: duplicate key "
-                                    f"(first on line {lines[child]}); keep one")
-                lines[child] = key_node.start_mark.line + 1
-                walk(value_node, child)
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                lines[path + (i,)] = item.start_mark.line + 1
-                walk(item, path + (i,))
-
-    if node is not None:
-        try:
-            walk(node, ())
-        except RecursionError:
-            raise SpecError(f"{source}: the YAML is nested too deeply to read (a study file nests a few levels)") \
-                from None
-    return data, lines
-
-
-def _check_size(root, source: str) -> None:
-    """Count the node tree as a walk would see it (aliases expanded) and stop early."""
-    count, stack = 0, [root]
-    while stack:
-        n = stack.pop()
-        count += 1
-        if count > MAX_YAML_NODES:
-            raise SpecError(f"{source}: the YAML expands to more than {MAX_YAML_NODES:,} values (anchors and "
-                            "aliases included); a study file is a few dozen lines")
-        if isinstance(n, yaml.MappingNode):
-            stack.extend(v for pair in n.value for v in pair)
-        elif isinstance(n, yaml.SequenceNode):
-            stack.extend(n.value)
-
-
 # --------------------------------------------------------------------------- the schema
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class MetricSpec(_Strict):
+class MetricSpec(Strict):
     name: str  # "<task>/<metric>", a cost metric, or a bare metric of the first task ("overall_acc")
     mode: Literal["max", "min"] = "max"
 
 
-class Resources(_Strict):
+class Resources(Strict):
     """What a trial runs on. workers > 1: data-parallel (DDP) over that many processes, each with
     `cpu` CPUs and `gpu` GPUs (ablations.distributed); each trains on its share of every global batch."""
 
@@ -150,24 +78,24 @@ class Resources(_Strict):
     workers: int = Field(1, ge=1)  # data-parallel processes per trial: gloo on CPUs, nccl with a GPU each
 
 
-class SchedulerSpec(_Strict):
+class SchedulerSpec(Strict):
     name: Literal["fifo", "asha"] = "fifo"
     grace_period: int = Field(1, ge=1)  # ASHA: reports before a trial may be stopped
     reduction_factor: float = Field(2.0, gt=1)
     max_t: int = Field(100, ge=1)  # ASHA: most reports (evaluations) a trial makes
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     pretrain: Optional[str] = None  # a DATASETS name, or several joined by "+"; None = the profile's
     root: Optional[str] = None  # folder with the real datasets
 
 
-class ReferenceValue(_Strict):
+class ReferenceValue(Strict):
     setting: dict[str, Any]
     value: float
 
 
-class Reference(_Strict):
+class Reference(Strict):
     """The paper's findings for the same settings (read by the dashboards)."""
 
     source: str
@@ -178,7 +106,7 @@ class Reference(_Strict):
     values: list[ReferenceValue] = []
 
 
-class AdaptiveSeeds(_Strict):
+class AdaptiveSeeds(Strict):
     """Seeds go where the ranking is still open (ablations.sequential): every setting runs seeds
     0..start-1, then the leader and each setting not yet told apart from it get one more seed per
     round, up to `max`."""
@@ -195,7 +123,7 @@ Seeds = Annotated[Union[Annotated[list[Seed], Field(min_length=1), Tag("fixed")]
 _UNION_TAGS = ("fixed", "adaptive")
 
 
-class StudySpec(_Strict):
+class StudySpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, max_length=100)
     description: str = ""
     kind: Literal["study"] = "study"
@@ -283,77 +211,6 @@ class StudySpec(_Strict):
 # --------------------------------------------------------------------------- loading
 
 
-class _Problems:
-    """Collects errors as `file:line: key: message` and raises them together."""
-
-    def __init__(self, source: str, lines: dict[tuple, int]):
-        self.source, self.lines, self.items = source, lines, []
-
-    def add(self, loc: tuple, message: str) -> None:
-        line = None
-        for n in range(len(loc), 0, -1):  # the deepest key YAML knows a line for
-            line = self.lines.get(tuple(loc[:n]))
-            if line is not None:
-                break
-        where = f"{self.source}:{line}" if line else self.source
-        key = _loc_text(loc)
-        self.items.append(f"{where}: {key}: {message}" if key else f"{where}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise SpecError("\n".join(self.items))
-
-
-def _loc_text(loc: tuple) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _closest(name: str, candidates) -> str:
-    hint = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
-    return f" (did you mean {hint[0]!r}?)" if hint else ""
-
-
-def _schema_errors(error: ValidationError, problems: _Problems, root: type[BaseModel] | None = None) -> None:
-    """`root`: the schema the errors are about (default StudySpec; search files pass theirs)."""
-    for item in error.errors():
-        loc = tuple(part for part in item["loc"] if part not in _UNION_TAGS)
-        if item["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1], root or StudySpec)
-            fields = list(model.model_fields) if model else []
-            problems.add(loc, f"unknown key {loc[-1]!r}: expected one of {fields}{_closest(loc[-1], fields)}")
-        elif item["type"] == "missing":
-            problems.add(loc, "missing: this key is required")
-        elif item["type"] == "string_pattern_mismatch":
-            problems.add(loc, f"expected letters, digits, '_', '.' or '-', not starting with '.' (it names a folder), "
-                              f"got {item['input']!r}")
-        else:
-            problems.add(loc, f"{item['msg'].lower()}, got {item['input']!r}")
-
-
-def _model_at(loc: tuple, root: type[BaseModel] | None = None):
-    """The pydantic model that owns the key at `loc` (for suggestions)."""
-    model = root or StudySpec
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        info = model.model_fields.get(part)
-        if info is None:
-            return None
-        hint = info.annotation
-        for candidate in (hint, *getattr(hint, "__args__", ())):
-            inner = getattr(candidate, "__args__", (candidate,))
-            found = next((c for c in (candidate, *inner) if isinstance(c, type) and issubclass(c, BaseModel)), None)
-            if found:
-                model = found
-                break
-        else:
-            return None
-    return model
-
-
 def load_spec(path: str | Path, profile_name: str | None = None, data_root: str | None = None) -> StudySpec:
     """Read and fully validate a study file. `profile_name` replaces the study's profile
     and `data_root` its data root (how a laptop study becomes a paper-scale one)."""
@@ -391,8 +248,8 @@ def read_file(path: str | Path, what: str = "study") -> str:
 def parse_spec(text: str, source: str = "<study>", profile_name: str | None = None,
                data_root: str | None = None) -> StudySpec:
     """Validate a study's text; the returned spec has its tasks and metric resolved."""
-    data, lines = _load_yaml(text, source)
-    problems = _Problems(source, lines)
+    data, lines = load_yaml(text, source)
+    problems = Problems(source, lines)
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping of study keys (name, factors, seeds, ...), got {data!r}")
     if data.get("kind") == "search":
@@ -404,7 +261,7 @@ def parse_spec(text: str, source: str = "<study>", profile_name: str | None = No
     try:
         spec = StudySpec.model_validate(data)
     except ValidationError as error:
-        _schema_errors(error, problems)
+        schema_errors(error, problems, StudySpec, _UNION_TAGS)
         problems.raise_if_any()
     load_plugins(spec.plugins, source, problems)
     problems.raise_if_any()
@@ -413,7 +270,7 @@ def parse_spec(text: str, source: str = "<study>", profile_name: str | None = No
     return spec
 
 
-def load_plugins(names: list[str], source: str, problems: _Problems) -> None:
+def load_plugins(names: list[str], source: str, problems: Problems) -> None:
     """Import a file's plugin modules before any config names their components; a module is
     also looked for in the file's folder."""
     from m3ae.plugins import PluginError, load
@@ -440,32 +297,17 @@ def plugin_modules(spec) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- semantic checks
 
 
-def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
+def _check_semantics(spec: StudySpec, problems: Problems) -> StudySpec:
     """Everything the schema cannot see; stops at the first layer that fails
     (no point building configs on top of an unknown profile). Returns the spec
     with its tasks and metric resolved against the profile."""
-    from m3ae import registry
-
-    try:
-        base_cfg = profile(spec.profile)
-    except ConfigError as error:
-        problems.add(("profile",), str(error))
+    base_cfg = base_config(spec, problems)
+    if base_cfg is None:
         return spec
     if spec.tasks is None:
         spec = spec.model_copy(update={"tasks": list(base_cfg.finetune.tasks)})
 
-    for path in spec.base:
-        _check_path(path, ("base", path), problems)
-    _check_factors(spec, problems)
-    for i, task in enumerate(spec.tasks):
-        if task not in registry.TASKS:
-            problems.add(("tasks", i), registry.TASKS.unknown_message(task))
-    if spec.data.pretrain is not None:
-        for name in spec.data.pretrain.split("+"):
-            if name not in registry.DATASETS:
-                problems.add(("data", "pretrain"), registry.DATASETS.unknown_message(name))
-    if spec.adaptive is None and len(set(spec.seeds)) != len(spec.seeds):
-        problems.add(("seeds",), f"seeds repeat: {spec.seeds}")
+    check_inputs(spec, problems, lambda: _check_factors(spec, problems), None if spec.adaptive else spec.seeds)
     if spec.adaptive is not None and spec.adaptive.max < spec.adaptive.start:
         problems.add(("seeds", "max"), f"must be at least start ({spec.adaptive.start}), got {spec.adaptive.max}")
     if problems.items:
@@ -486,7 +328,37 @@ def _check_semantics(spec: StudySpec, problems: _Problems) -> StudySpec:
     return spec
 
 
-def _check_path(path: str, loc: tuple, problems: _Problems) -> bool:
+def base_config(spec, problems: Problems) -> Config | None:
+    """The config of the spec's profile (a study's or a search's); None, with the problem noted,
+    when there is no such profile."""
+    try:
+        return profile(spec.profile)
+    except ConfigError as error:
+        problems.add(("profile",), str(error))
+        return None
+
+
+def check_inputs(spec, problems: Problems, check_varied: Callable[[], None], seeds: list[int] | None) -> None:
+    """What studies and searches check alike, in this order: the base's paths, what varies
+    (`check_varied`: a study's factors, a search's space), the tasks, the pre-training datasets,
+    and repeated seeds (`seeds`: None when they are adaptive)."""
+    from m3ae import registry
+
+    for path in spec.base:
+        check_path(path, ("base", path), problems)
+    check_varied()
+    for i, task in enumerate(spec.tasks):
+        if task not in registry.TASKS:
+            problems.add(("tasks", i), registry.TASKS.unknown_message(task))
+    if spec.data.pretrain is not None:
+        for name in spec.data.pretrain.split("+"):
+            if name not in registry.DATASETS:
+                problems.add(("data", "pretrain"), registry.DATASETS.unknown_message(name))
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        problems.add(("seeds",), f"seeds repeat: {seeds}")
+
+
+def check_path(path: str, loc: tuple, problems: Problems) -> bool:
     if path in _RESERVED_PATHS:
         problems.add(loc, f"{path} is set by the study key {_RESERVED_PATHS[path]!r}, not here")
         return False
@@ -496,9 +368,9 @@ def _check_path(path: str, loc: tuple, problems: _Problems) -> bool:
     return True
 
 
-def _check_factors(spec: StudySpec, problems: _Problems) -> None:
+def _check_factors(spec: StudySpec, problems: Problems) -> None:
     for path, values in spec.grid.items():
-        if _check_path(path, ("factors", path), problems):
+        if check_path(path, ("factors", path), problems):
             _check_values(values, ("factors", path), problems)
     groups = spec.factors.get(ZIP_KEY, [])
     if not isinstance(groups, list):
@@ -515,13 +387,13 @@ def _check_factors(spec: StudySpec, problems: _Problems) -> None:
             if path in seen:
                 problems.add(loc + (path,), f"{path} is varied twice (in the grid or another zip group)")
             seen.add(path)
-            if _check_path(path, loc + (path,), problems) and _check_values(values, loc + (path,), problems):
+            if check_path(path, loc + (path,), problems) and _check_values(values, loc + (path,), problems):
                 lengths[path] = len(values)
         if len(set(lengths.values())) > 1:
             problems.add(loc, f"zipped lists must have the same length, got {lengths}")
 
 
-def _check_values(values, loc: tuple, problems: _Problems) -> bool:
+def _check_values(values, loc: tuple, problems: Problems) -> bool:
     if not isinstance(values, list):
         problems.add(loc, f"expected a list of values, got {values!r}")
         return False
@@ -559,34 +431,34 @@ def _resolve_metric(spec: StudySpec) -> StudySpec:
     return spec
 
 
-def _check_metric(spec: StudySpec, problems: _Problems) -> None:
+def _check_metric(spec: StudySpec, problems: Problems) -> None:
     produced = produced_metrics(spec.tasks)
     if spec.metric.name not in produced:
         problems.add(("metric", "name"), f"no task of this study produces {spec.metric.name!r}: expected one of "
-                                         f"{produced}{_closest(spec.metric.name, produced)}")
+                                         f"{produced}{closest(spec.metric.name, produced)}")
 
 
-def _check_reference(spec: StudySpec, problems: _Problems) -> None:
+def _check_reference(spec: StudySpec, problems: Problems) -> None:
     ref = spec.reference
     if ref is None:
         return
     for i, entry in enumerate(ref.ranking):
         for setting in entry if isinstance(entry, list) else [entry]:
             for path in setting:
-                _check_path(path, ("reference", "ranking", i, path), problems)
+                check_path(path, ("reference", "ranking", i, path), problems)
     for i, item in enumerate(ref.values):
         for path in item.setting:
-            _check_path(path, ("reference", "values", i, "setting", path), problems)
+            check_path(path, ("reference", "values", i, "setting", path), problems)
     if ref.metric is not None and "/" not in ref.metric:
         problems.add(("reference", "metric"), f"expected '<task>/<metric>', e.g. 'vqa_rad/overall_acc', got {ref.metric!r}")
 
 
-def _check_alias(spec: StudySpec, problems: _Problems) -> None:
+def _check_alias(spec: StudySpec, problems: Problems) -> None:
     """Aliases name factors in run names: each must name a factor, and no two may be the same."""
     paths = spec.factor_paths
     for path, alias in spec.alias.items():
         if path not in paths:
-            problems.add(("alias", path), f"not a factor of this study: expected one of {paths}{_closest(path, paths)}")
+            problems.add(("alias", path), f"not a factor of this study: expected one of {paths}{closest(path, paths)}")
         elif not alias or any(c in alias for c in " /\\"):
             problems.add(("alias", path), f"expected a short name without spaces or slashes, got {alias!r}")
     taken = [a for a in spec.alias.values()]
@@ -594,7 +466,7 @@ def _check_alias(spec: StudySpec, problems: _Problems) -> None:
         problems.add(("alias",), f"{alias!r} names two factors: run names would not tell them apart")
 
 
-def _check_configs(spec: StudySpec, base_cfg, problems: _Problems) -> None:
+def _check_configs(spec: StudySpec, base_cfg, problems: Problems) -> None:
     """Build configs layer by layer so an error points at the key that caused it:
     base alone, then each factor value on top of base, then every combination."""
     fixed, workers = spec.fixed_overrides(), spec.resources.workers
@@ -645,7 +517,7 @@ def check_data(configs, source: str | None = None) -> None:
                     raise SpecError(f"{source}: {error}" if source else str(error)) from None
 
 
-def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:
+def check_resources(resources: Resources, cfg, problems: Problems) -> bool:
     """Data-parallel trials (workers > 1) need whole GPUs per worker and batches that split
     into equal shards."""
     from m3ae.config import check_shardable
@@ -662,7 +534,7 @@ def check_resources(resources: Resources, cfg, problems: _Problems) -> bool:
         return False
 
 
-def _try(base_cfg, overrides: dict, loc: tuple, problems: _Problems, combo: dict | None = None,
+def _try(base_cfg, overrides: dict, loc: tuple, problems: Problems, combo: dict | None = None,
          workers: int = 1) -> bool:
     try:
         cfg = apply_overrides(base_cfg, overrides)

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ablate_common.tables import render_table
 from ablations.spec import SpecError, StudySpec, plugin_modules
 from m3ae.config import Config, apply_overrides, from_dict, profile, to_dict
 from m3ae.keys import pretrain_key, trial_id
@@ -114,9 +115,3 @@ def finetune_settings(cfg, tasks) -> str:
         lines.append(f"  {task}: batch {f.batch_size}{micro}, {f.epochs} epochs, lr {f.lr:g} (fusion x{f.fusion_lr_mult:g}, "
                      f"heads x{f.head_lr_mult:g}), images {t.model.vision.image_size} px, text {t.model.text.max_length} tokens")
     return "\n".join(lines)
-
-
-def render_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *[line(r) for r in rows]])

@@ -16,7 +16,6 @@ buffered and written with `log_batch`.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import tempfile
@@ -26,8 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ablate_common.redact import redact_text, redact_uri  # noqa: F401 - redact_uri is part of this module's API
+from ablate_common.store import open_client  # noqa: F401 - part of this module's API
 from ablations.cli import UsageError
-from ablations.redact import redact_text, redact_uri  # noqa: F401 - redact_uri is part of this module's API
 
 PARENT_TAG = "mlflow.parentRunId"
 KIND, STUDY, TRIAL_ID, PRETRAIN_KEY, SEED = "ablate.kind", "ablate.study", "ablate.trial_id", "ablate.pretrain_key", "ablate.seed"
@@ -130,28 +130,6 @@ def _transient(error: BaseException) -> bool:
 
 def tag_value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def open_client(tracking_uri: str):
-    """An `MlflowClient` for `tracking_uri`; a sqlite store is opened under a file lock.
-
-    MLflow's client creates (or migrates) a new sqlite database as it is constructed,
-    with alembic migrations, and two processes doing it at once (the driver and a
-    worker, or `ablate ui`) fail with 'table _alembic_tmp_experiments already exists'
-    or 'Online migration expected to match one row'. So the construction itself waits
-    for the lock. A missing folder is left alone: the caller reports it, nothing is created."""
-    from mlflow import MlflowClient
-
-    if not tracking_uri.startswith("sqlite:///"):
-        return MlflowClient(tracking_uri)
-    db = Path(tracking_uri[len("sqlite:///"):])
-    if not db.parent.is_dir():
-        return MlflowClient(tracking_uri)
-    with open(db.with_name(db.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes (or the process dies)
-        client = MlflowClient(tracking_uri)
-        client.search_experiments(max_results=1)  # opens the store: tables created or upgraded
-    return client
 
 
 class Tracker:
@@ -469,9 +447,9 @@ def plugin_params(trial) -> dict[str, str]:
 class TrialRun:
     """The MLflow side of one trial: its run, its stage runs, its final numbers.
 
-        with TrialRun(tracker, ctx, trial) as run:
-            with run.stage("pretrain") as (stage_run_id, callback): ...
-            run.log_final("synth_vqa", {"overall_acc": 0.7})
+        with TrialRun(tracker, experiment_id, study_name, study_run_id, trial) as run:
+            with run.stage("pretrain", "pretrain") as (stage_run_id, buffer): ...
+            tracker.log_metrics(run.run_id, {"synth_vqa/overall_acc": 0.7})
 
     An exception inside marks the run FAILED, tags `ablate.error`, logs the
     traceback as `error.txt`, and propagates.
@@ -481,7 +459,7 @@ class TrialRun:
                  name: str | None = None):
         self.tracker, self.experiment_id = tracker, experiment_id
         self.study_name, self.study_run_id, self.trial = study_name, study_run_id, trial
-        self.name = name  # the run's name (ablations.naming.run_name); default from the factors' aliases
+        self.name = name  # the run's name (ablate_common.naming.run_name); default from the factors' aliases
         self.run_id: str | None = None
 
     def _tags(self, kind: str) -> dict[str, Any]:
@@ -491,9 +469,8 @@ class TrialRun:
                 **{FACTOR_PREFIX + path: value for path, value in t.factors.items()}}
 
     def __enter__(self) -> TrialRun:
+        from ablate_common.naming import factor_aliases, run_name
         from m3ae.config import flatten, to_yaml
-
-        from ablations.naming import factor_aliases, run_name
 
         name = self.name or run_name(self.trial.factors, self.trial.seed, factor_aliases(list(self.trial.factors)))
         self.run_id = self.tracker.start_run(self.experiment_id, name, self._tags("trial"), parent=self.study_run_id)
@@ -534,9 +511,6 @@ class TrialRun:
 
     def link_pretrain(self, pretrain_run_id: str, cached: bool) -> None:
         self.tracker.set_tags(self.run_id, {PRETRAIN_RUN_ID: pretrain_run_id, "ablate.pretrain_cached": cached})
-
-    def log_final(self, prefix: str, metrics: Mapping[str, float]) -> None:
-        self.tracker.log_metrics(self.run_id, {f"{prefix}/{k}": v for k, v in metrics.items()})
 
 
 def _status_of(error: BaseException) -> str:

@@ -1,7 +1,7 @@
 """One trial, as a Ray Tune function trainable: pre-train (through the cache) -> fine-tune each task.
 
 Everything it needs arrives in its Tune config: `trial` (a `Trial` payload) and
-`study` (names, ids, the tracking URI and the work directory, all absolute).
+`study` (a `StudyContext`: names, ids, the tracking URI and the work directory, all absolute).
 It reports the study's headline metric to Tune after every fine-tune
 evaluation, so ASHA can stop a weak trial early, and once more at the end with
 the test number. A failure is recorded in MLflow and re-raised, so Tune marks
@@ -13,14 +13,14 @@ in the study context, its stages run data-parallel on Ray Train workers
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+from ablate_common.naming import factor_aliases, run_name
 from ablations import faults
 from ablations.cache import PretrainCache
 from ablations.distributed import stage_runner
-from ablations.naming import factor_aliases, run_name
 from ablations.paths import within
 from ablations.progress import FILE as PROGRESS
 from ablations.progress import TrialProgress
@@ -69,48 +69,68 @@ class TuneReporter(Callback):
 
 
 @dataclass(frozen=True)
+class StudyContext:
+    """What every trial of a study (or a search) needs from its driver. It travels through Ray's
+    object store, never Tune's param space (which Tune writes to disk; a tracking URI may carry a
+    password)."""
+
+    study_name: str
+    study_run_id: str  # the parent of every trial run
+    experiment_id: str
+    tracking_uri: str  # absolute: trials run in other processes and on other nodes
+    workdir: Path  # absolute
+    metric: str  # the headline metric, reported to Tune (or watched by a search)
+    resources: dict = field(default_factory=dict)  # the study's resources; `workers` > 1: data-parallel stages
+    cache_root: str | None = None  # the caches' folder when a cluster shares it; default <workdir>/cache
+    aliases: dict[str, str] | None = None  # the factors' short names for run names; default from the factors
+    storage: str | None = None  # Ray's storage (Ray Train's run state goes under it); default <workdir>/ray
+    fault: str | None = None  # test-only fault injection (`ablations.faults`); None in real runs
+
+    def paths(self, trial_id: str) -> dict[str, Path]:
+        return work_paths(self.workdir, self.study_name, trial_id, self.cache_root)
+
+
+@dataclass(frozen=True)
 class TrialResult:
     run_id: str  # the MLflow trial run
     metrics: dict[str, float]  # the final numbers logged on it: <task>/<metric> and cost/*
 
 
-def run_trial(params: dict, study: Mapping) -> None:
-    """The Tune trainable: `params["trial"]` is one trial's payload, `study` the study context."""
-    trial, ctx = Trial.from_payload(params["trial"]), study
-    folder = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))["trial"]
-    result = execute(trial, ctx, callbacks=[TuneReporter(ctx["metric"])], progress=TrialProgress(folder / PROGRESS))
+def run_trial(params: dict, study: StudyContext) -> None:
+    """The Tune trainable: `params["trial"]` is one trial's payload."""
+    trial = Trial.from_payload(params["trial"])
+    folder = study.paths(trial.trial_id)["trial"]
+    result = execute(trial, study, callbacks=[TuneReporter(study.metric)], progress=TrialProgress(folder / PROGRESS))
 
     from ray import tune
 
-    tune.report({ctx["metric"]: result.metrics.get(ctx["metric"], float("nan")), "phase": "test"})
+    tune.report({study.metric: result.metrics.get(study.metric, float("nan")), "phase": "test"})
 
 
-def execute(trial: Trial, ctx: Mapping, callbacks=(), tags: Mapping | None = None, name_prefix: str = "",
+def execute(trial: Trial, study: StudyContext, callbacks=(), tags: Mapping | None = None, name_prefix: str = "",
             progress: Callback | None = None) -> TrialResult:
     """Pre-train (through the cache) and fine-tune one trial inside its MLflow trial run.
     `callbacks` see every fine-tune stage (Tune's reporter, an Optuna pruning reporter);
-    `tags` go on the trial run (a search's `ablate.optuna_trial`). `ctx["fault"]`: test-only
-    fault injection (`ablations.faults`), absent in real runs. `ctx["resources"]`: the study's
-    resources (`workers` > 1: data-parallel stages); absent means one process. `ctx["aliases"]`:
-    the factors' short names for the run name (`name_prefix` goes before it: a search's trial number).
-    `progress` sees every stage, pre-training included (ablations.progress.TrialProgress)."""
+    `tags` go on the trial run (a search's `ablate.optuna_trial`); `name_prefix` goes before the
+    run name (a search's trial number). `progress` sees every stage, pre-training included
+    (ablations.progress.TrialProgress)."""
     import torch
 
     cfg = trial.config
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    paths = work_paths(Path(ctx["workdir"]), ctx["study_name"], trial.trial_id, ctx.get("cache_root"))
-    tracker = Tracker(ctx["tracking_uri"])
-    injected = faults.injectors(ctx.get("fault"), trial.trial_id)
+    paths = study.paths(trial.trial_id)
+    tracker = Tracker(study.tracking_uri)
+    injected = faults.injectors(study.fault, trial.trial_id)
     watchers = [progress] if progress is not None else []
     callbacks = [*callbacks, *injected, *watchers]
 
-    resources = ctx.get("resources") or {}
-    storage = f"{ctx.get('storage') or Path(ctx['workdir']) / 'ray'}/train"  # Ray Train's run state, if any
-    aliases = ctx.get("aliases") or factor_aliases(list(trial.factors))
+    resources = study.resources
+    storage = f"{study.storage or study.workdir / 'ray'}/train"  # Ray Train's run state, if any
+    aliases = study.aliases or factor_aliases(list(trial.factors))
     name = name_prefix + run_name(trial.factors, trial.seed, aliases)
-    with TrialRun(tracker, ctx["experiment_id"], ctx["study_name"], ctx["study_run_id"], trial, name) as run, \
-            stage_runner(resources, storage=storage, name=f"{ctx['study_name']}-{trial.trial_id}") as stages:
+    with TrialRun(tracker, study.experiment_id, study.study_name, study.study_run_id, trial, name) as run, \
+            stage_runner(resources, storage=storage, name=f"{study.study_name}-{trial.trial_id}") as stages:
         workers = int(resources.get("workers", 1))
         tracker.set_tags(run.run_id, {**node_tags(), **(tags or {}), **({WORKERS: workers} if workers > 1 else {})})
         checkpoint, pretrain_cost = None, {"seconds": 0.0, "flops": 0.0}

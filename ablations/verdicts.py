@@ -17,10 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ablate_common.tables import render_table
 from ablations import tracking
 from ablations.sequential import compare
 from ablations.spec import StudySpec
-from ablations.study import Trial, format_value, render_table, short_path
+from ablations.study import Trial, format_value, short_path
 
 DECISIONS = "decisions.json"
 STOP_REASONS = {

@@ -138,7 +138,7 @@ def ours_beside_paper(summary: pd.DataFrame, keys: Sequence[str], metric: str) -
 
 def format_level(value: object) -> str:
     """A factor level on an axis: 4 not 4.0, 0.575 not 0.5753756195702879."""
-    from ablations.naming import format_value
+    from ablate_common.naming import format_value
 
     return format_value(value)
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ablations.naming import factor_aliases, setting_name
+from ablate_common.naming import factor_aliases, setting_name
 from dashboards.summaries import CONFIDENCE, at_setting, same_value
 
 POWER = 0.80
@@ -314,7 +314,7 @@ class StudyFindings:
                 "95% t-interval (or the adaptive race's interval from decisions.json).")
 
     def text(self) -> str:
-        from ablations.study import render_table
+        from ablate_common.tables import render_table
 
         lines = [self.heading()]
         if self.findings:

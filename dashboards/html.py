@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -112,3 +114,13 @@ def render(page: Page) -> str:
         + (paragraph(page.notice, "warning") if page.notice else "")
         + f"{''.join(body)}</body></html>\n"
     )
+
+
+def write(page: Page, out: Path) -> Path:
+    """Write atomically (temp file + rename) so the MLflow UI never serves half a page."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(render(page), encoding="utf-8")
+    os.replace(tmp, out)
+    return out

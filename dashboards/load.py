@@ -23,13 +23,18 @@ import pandas as pd
 import yaml
 from mlflow.tracking import MlflowClient
 
-from ablations.tracking import open_client
-from dashboards.summaries import format_setting, parse_value, short_name
+from ablate_common.store import open_client
+from dashboards.summaries import (drawn_trials, format_setting, is_curve, over_steps, parse_value, pretrain_runs,
+                                  setting_labels, short_name)
 
 FACTOR_TAG = "tags.ablate.factor."
 COST_PREFIX = "cost/"
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 SEARCH_PAGE = 10_000  # the sqlite store serves at most 50,000 runs a page
+CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
+MAX_CURVE_RUNS = 24  # curves cost one MLflow request per run and key: cap them for big studies
+MAX_PICTURES = 12
+MASK_RATIO = "model.mim.mask_ratio"
 TRIAL_COLUMNS = ["run_id", "trial_id", "seed", "state", "error", "pretrain_run_id", "optuna_trial", "start_time"]
 
 
@@ -300,3 +305,97 @@ def download(client: MlflowClient, run_id: str, path: str) -> bytes:
             os.environ.pop(PROGRESS_BAR, None)
         else:
             os.environ[PROGRESS_BAR] = previous
+
+
+# --------------------------------------------------------------------------- what the figures draw, on demand
+
+
+@dataclass(frozen=True)
+class Curves:
+    """One figure's step curves."""
+
+    title: str  # "Pre-training", "Fine-tuning: <task>"
+    history: pd.DataFrame  # [run_id, key, step, value, label]: label is the run's setting
+    keys: list[str]  # the keys logged at several steps
+
+
+@dataclass(frozen=True)
+class TrainingCurves:
+    figures: list[Curves]
+    drawn_settings: int  # settings with a run drawn
+    settings: int  # settings in the study
+
+
+@dataclass(frozen=True)
+class Picture:
+    """The latest reconstruction grid of one setting's pre-training."""
+
+    label: str
+    step: int
+    png: bytes
+
+
+@dataclass(frozen=True)
+class RunDetails:
+    """What the dashboard draws from the stage runs (curves, pictures); None when no trial has started."""
+
+    curves: TrainingCurves | None
+    pictures: list[Picture] | None
+
+
+def run_details(data: StudyData) -> RunDetails:
+    """Step curves of up to CURVES_PER_LEVEL runs per setting and one reconstruction per setting."""
+    if data.trials.empty:
+        return RunDetails(None, None)
+    client = open_client(data.tracking_uri)
+    return RunDetails(training_curves(client, data), reconstructions(client, data))
+
+
+def training_curves(client: MlflowClient, data: StudyData) -> TrainingCurves:
+    drawn = drawn_trials(data.trials, data.factors, CURVES_PER_LEVEL, MAX_CURVE_RUNS)
+    settings = setting_labels(data.trials, data.factors).nunique()
+    stages = stage_runs(client, data.experiment_id, list(drawn["run_id"]))
+    found = []
+    pretrain = drawn.assign(pretrain=pretrain_runs(drawn, stages)).dropna(subset=["pretrain"])
+    pretrain = pretrain.drop_duplicates("pretrain")  # trials that differ only in fine-tuning share one
+    if len(pretrain):
+        pretrain = pretrain.assign(label=setting_labels(pretrain, data.factors))
+        keys = sorted({k for run_id in pretrain["pretrain"] for k in _metric_keys(client, stages, run_id)
+                       if k.startswith("pretrain/") and is_curve(k)})
+        history = metric_histories(client, list(pretrain["pretrain"]), keys)
+        keys = over_steps(history, keys)
+        if keys:
+            history = history.merge(pretrain[["pretrain", "label"]], left_on="run_id", right_on="pretrain")
+            found.append(Curves("Pre-training", history, keys))
+    finetune = stages[(stages["kind"] == "finetune") & stages["task"].notna()]
+    finetune = finetune.merge(drawn[["run_id", "label"]], left_on="parent_run_id", right_on="run_id",
+                              suffixes=("", "_trial"))
+    for task, runs in finetune.groupby("task", sort=True):
+        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and is_curve(k)})
+        history = metric_histories(client, list(runs["run_id"]), keys)
+        keys = over_steps(history, keys)
+        if keys:
+            found.append(Curves(f"Fine-tuning: {task}", history.merge(runs[["run_id", "label"]], on="run_id"), keys))
+    return TrainingCurves(found, drawn["label"].nunique(), settings)
+
+
+def _metric_keys(client: MlflowClient, stages: pd.DataFrame, run_id: str) -> list[str]:
+    known = stages.loc[stages["run_id"] == run_id, "metric_keys"]
+    return list(known.iloc[0]) if len(known) else run_metric_keys(client, run_id)
+
+
+def reconstructions(client: MlflowClient, data: StudyData) -> list[Picture]:
+    """One picture per image mask ratio when that is a factor, else one per setting (at most MAX_PICTURES)."""
+    by = [MASK_RATIO] if MASK_RATIO in data.factors else data.factors
+    trials = data.trials.sort_values("state", key=lambda s: s != "FINISHED", kind="stable")  # finished first
+    drawn = drawn_trials(trials, by, 1, MAX_PICTURES)
+    links = drawn["pretrain_run_id"]
+    if links.isna().any():
+        stages = stage_runs(client, data.experiment_id, list(drawn.loc[links.isna(), "run_id"]))
+        links = pretrain_runs(drawn, stages)
+    pictures = []
+    for label, run_id in zip(drawn["label"], links):
+        found = latest_reconstruction(client, run_id) if isinstance(run_id, str) else None
+        if found:
+            pictures.append(Picture(label, *found))
+    return pictures

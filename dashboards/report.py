@@ -1,26 +1,20 @@
-"""Build the dashboard of a study (`build_report`) or of an Optuna search (`build_search_report`).
+"""Build the dashboard of a study (`build_report`); an Optuna search's is `dashboards.search_report`.
 
-Pipeline: load.load_study (MLflow -> frames) -> summaries (numbers) -> figures (Plotly) -> html (one page).
+Pipeline: load.load_study and load.run_details (MLflow -> frames) -> summaries (numbers) -> figures
+(Plotly) -> html (one page). The sections only draw what was loaded: none of them reads MLflow.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from ablations.redact import redact_uri
-from ablations.tracking import open_client
+from ablate_common.redact import redact_uri
 from dashboards import figures, findings, html, load, summaries
 from dashboards.load import StudyData
 
-CURVES_PER_LEVEL = 3  # runs drawn per colour in a curve figure: enough to see seed spread
-MAX_CURVE_RUNS = 24  # curves cost one MLflow request per run and key: cap them for big studies
-MAX_PICTURES = 12
-MASK_RATIO = "model.mim.mask_ratio"
 DATASET_NOTE = (
     "The paper's numbers come from its datasets (ROCO, MedICaT, VQA-RAD, SLAKE, ...); ours from this study's. "
     "Absolute values are not comparable: compare the trend across settings and the ranking of the settings."
@@ -32,18 +26,8 @@ def build_report(study_name: str, tracking_uri: str, out: Path, spec: dict | Non
     `spec` (the study file as a dict) defaults to the `spec.yaml` artifact of the study run."""
     data = load.load_study(study_name, tracking_uri, spec)
     page = html.Page(f"Study {study_name}", _subtitle(data))
-    add_study_sections(page, data)
-    return write(page, out)
-
-
-def write(page: html.Page, out: Path) -> Path:
-    """Write atomically (temp file + rename) so the MLflow UI never serves half a page."""
-    out = Path(out).absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(html.render(page), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    add_study_sections(page, data, load.run_details(data))
+    return html.write(page, out)
 
 
 def _subtitle(data: StudyData) -> str:
@@ -60,7 +44,7 @@ SMOKE_WARNING = ("Smoke profile: tiny models trained for a few seconds to check 
                  "Run the study at the laptop (default) or paper profile for results.")
 
 
-def add_study_sections(page: html.Page, data: StudyData) -> None:
+def add_study_sections(page: html.Page, data: StudyData, details: load.RunDetails) -> None:
     """Every section of a study dashboard, in reading order."""
     finished = data.trials[data.trials["state"] == "FINISHED"]
     if data.spec.get("profile") == "smoke":
@@ -71,11 +55,12 @@ def add_study_sections(page: html.Page, data: StudyData) -> None:
         _headline_section(page, data, finished)
         _reference_section(page, data, finished)
         _significance_section(page, data, finished)
-    client = open_client(data.tracking_uri)
-    _training_section(page, data, client)
+    if details.curves is not None:
+        _training_section(page, details.curves)
     if data.headline and len(finished):
         _cost_section(page, data, finished)
-    _reconstruction_section(page, data, client)
+    if details.pictures is not None:
+        _reconstruction_section(page, details.pictures)
     _state_section(page, data)
 
 
@@ -182,90 +167,18 @@ def _significance_section(page: html.Page, data: StudyData, finished: pd.DataFra
         tests = summaries.paired_vs_best(finished, by, data.headline, data.mode, pair_on)
         if tests.empty:
             continue
-        unit = summaries.metric_unit(data.headline)
-        points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
-        shown = pd.DataFrame({
-            "level": [summaries.format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
-            f"mean{f' ({unit})' if unit else ''}": [summaries.format_number(m, unit) for m in tests["mean"]],
-            f"difference vs best{points}": [summaries.format_number(d, unit) for d in tests["diff"]],
-            "pairs": tests["n_pairs"], "test": tests["test"],
-            "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
-            "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
-        })
+        shown = summaries.significance_table(tests, by, summaries.metric_unit(data.headline))
         classes = ["best" if b else ("" if s else "flag") for b, s in zip(tests["is_best"], tests["significant"])]
         section.blocks.append(f"<h3>{' × '.join(by)}</h3>" + html.table_html(shown, classes))
 
 
-def _setting_labels(trials: pd.DataFrame, factors: list[str]) -> pd.Series:
-    """A short label per trial from the factors that vary among `trials` ("mim.mask_ratio=0.75")."""
-    varying = [f for f in factors if trials[f].astype(str).nunique() > 1]
-    if not varying:
-        return pd.Series(["all trials"] * len(trials), index=trials.index)
-    return trials.apply(lambda r: summaries.format_setting({f: r[f] for f in varying}), axis=1)
-
-
-def _drawn_trials(trials: pd.DataFrame, factors: list[str], per_label: int, cap: int) -> pd.DataFrame:
-    """The trials a figure draws: round robin over settings (one of each first), at most `per_label`
-    per setting and `cap` in all, with their setting label."""
-    trials = trials.assign(label=_setting_labels(trials, factors))
-    rank = trials.groupby("label", sort=False).cumcount()
-    return trials[rank < per_label].assign(_rank=rank).sort_values("_rank", kind="stable").head(cap)
-
-
-def _pretrain_of(trials: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
-    """Each trial's pre-train run: its `ablate.pretrain_run_id` link, else its pre-train child run."""
-    children = stages[stages["kind"] == "pretrain"].drop_duplicates("parent_run_id")
-    child = trials["run_id"].map(children.set_index("parent_run_id")["run_id"])
-    return trials["pretrain_run_id"].where(trials["pretrain_run_id"].notna(), child)
-
-
-def _training_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    if data.trials.empty:
-        return
-    drawn = _drawn_trials(data.trials, data.factors, CURVES_PER_LEVEL, MAX_CURVE_RUNS)
-    settings = _setting_labels(data.trials, data.factors).nunique()
-    section = page.section("Training curves", f"Up to {CURVES_PER_LEVEL} runs per setting, coloured by setting "
-                                              f"({drawn['label'].nunique()} of {settings} settings drawn).")
-    stages = load.stage_runs(client, data.experiment_id, list(drawn["run_id"]))
-    pretrain = drawn.assign(pretrain=_pretrain_of(drawn, stages)).dropna(subset=["pretrain"])
-    pretrain = pretrain.drop_duplicates("pretrain")  # trials that differ only in fine-tuning share one
-    if len(pretrain):
-        pretrain = pretrain.assign(label=_setting_labels(pretrain, data.factors))
-        keys = sorted({k for run_id in pretrain["pretrain"] for k in _metric_keys(client, stages, run_id)
-                       if k.startswith("pretrain/") and _is_curve(k)})
-        history = load.metric_histories(client, list(pretrain["pretrain"]), keys)
-        keys = _over_steps(history, keys)
-        if keys:
-            history = history.merge(pretrain[["pretrain", "label"]], left_on="run_id", right_on="pretrain")
-            page.figure(section, figures.curves(history, keys, "label", "Pre-training"))
-    finetune = stages[(stages["kind"] == "finetune") & stages["task"].notna()]
-    finetune = finetune.merge(drawn[["run_id", "label"]], left_on="parent_run_id", right_on="run_id",
-                              suffixes=("", "_trial"))
-    for task, runs in finetune.groupby("task", sort=True):
-        keys = sorted({k for ks in runs["metric_keys"] for k in ks if k.startswith(f"{task}/") and _is_curve(k)})
-        history = load.metric_histories(client, list(runs["run_id"]), keys)
-        keys = _over_steps(history, keys)
-        if keys:
-            history = history.merge(runs[["run_id", "label"]], on="run_id")
-            page.figure(section, figures.curves(history, keys, "label", f"Fine-tuning: {task}"))
+def _training_section(page: html.Page, curves: load.TrainingCurves) -> None:
+    section = page.section("Training curves", f"Up to {load.CURVES_PER_LEVEL} runs per setting, coloured by setting "
+                                              f"({curves.drawn_settings} of {curves.settings} settings drawn).")
+    for found in curves.figures:
+        page.figure(section, figures.curves(found.history, found.keys, "label", found.title))
     if not section.blocks:
         section.blocks.append(html.paragraph("No step curves logged yet."))
-
-
-def _metric_keys(client: MlflowClient, stages: pd.DataFrame, run_id: str) -> list[str]:
-    known = stages.loc[stages["run_id"] == run_id, "metric_keys"]
-    return list(known.iloc[0]) if len(known) else load.run_metric_keys(client, run_id)
-
-
-def _is_curve(key: str) -> bool:
-    """Losses, accuracies and validation metrics are learning curves; lr and throughput are not."""
-    name = key.split("/", 1)[1]
-    return "loss" in name or name.endswith("acc") or name.startswith("val_")
-
-
-def _over_steps(history: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Keys logged at several steps (a final number or a single validation point is no curve)."""
-    return [k for k in keys if history.loc[history["key"] == k, "step"].nunique() > 1]
 
 
 def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> None:
@@ -273,32 +186,14 @@ def _cost_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -> N
     if not costs:
         return
     section = page.section("Cost", "Mean per setting; the Pareto front joins the settings nothing beats on both axes.")
-    by = data.factors or ["seed"]
-    points = finished.groupby(by, sort=False, dropna=False)[[data.headline, *costs]].mean().reset_index()
-    points = points.rename(columns={data.headline: "mean"})
-    points["label"] = _setting_labels(points, data.factors) if data.factors else points["seed"].astype(str)
-    for cost in costs:
-        points[f"front_{cost}"] = summaries.pareto_front(points, cost, "mean", data.mode)
+    points = summaries.cost_points(finished, data.factors, data.headline, costs, data.mode)
     page.figure(section, figures.cost_vs_metric(points, costs, data.headline))
 
 
-def _reconstruction_section(page: html.Page, data: StudyData, client: MlflowClient) -> None:
-    """One picture per image mask ratio when that is a factor, else one per setting (at most MAX_PICTURES)."""
-    if data.trials.empty:
-        return
-    by = [MASK_RATIO] if MASK_RATIO in data.factors else data.factors
-    trials = data.trials.sort_values("state", key=lambda s: s != "FINISHED", kind="stable")  # finished first
-    drawn = _drawn_trials(trials, by, 1, MAX_PICTURES)
-    links = drawn["pretrain_run_id"]
-    if links.isna().any():
-        stages = load.stage_runs(client, data.experiment_id, list(drawn.loc[links.isna(), "run_id"]))
-        links = _pretrain_of(drawn, stages)
+def _reconstruction_section(page: html.Page, pictures: list[load.Picture]) -> None:
     section = page.section("MIM reconstructions", "Latest logged grid: original / masked / reconstructed.")
-    for label, run_id in zip(drawn["label"], links):
-        found = load.latest_reconstruction(client, run_id) if isinstance(run_id, str) else None
-        if found:
-            step, png = found
-            section.blocks.append(html.image_html(png, f"{label} · step {step}"))
+    for picture in pictures:
+        section.blocks.append(html.image_html(picture.png, f"{picture.label} · step {picture.step}"))
     if not section.blocks:
         section.blocks.append(html.paragraph("No reconstruction images logged."))
 
@@ -309,126 +204,6 @@ def _state_section(page: html.Page, data: StudyData) -> None:
         section.blocks.append(html.paragraph("No trial has started yet."))
         return
     page.figure(section, figures.states(summaries.state_counts(data.trials)))
-    failed = data.trials[data.trials["state"].isin(["FAILED", "KILLED"])]
-    if len(failed):
-        shown = pd.DataFrame({
-            "trial": failed["trial_id"], "setting": _setting_labels(data.trials, data.factors).loc[failed.index],
-            "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
-            "run": failed["run_id"]})
+    if data.trials["state"].isin(["FAILED", "KILLED"]).any():
+        shown = summaries.failure_table(data.trials, data.factors)
         section.blocks.append(html.table_html(shown, ["flag"] * len(shown)))
-
-
-# Where `ablate ui` serves a sqlite store's runs (its default host and port): run links point there.
-LOCAL_UI = "http://127.0.0.1:5000"
-
-
-def build_search_report(study_name: str, tracking_uri: str, storage_url: str, out: Path,
-                        optuna_study_name: str | None = None) -> Path:
-    """The dashboard of an Optuna search: what a continuous search needs (history, importances,
-    parallel coordinates, slices, the Pareto front) and its best trials, each linked to its MLflow
-    run. A grid study's sections (per-level tests, heatmaps) do not fit sampled settings: left out."""
-    import optuna
-
-    study = optuna.load_study(study_name=optuna_study_name or study_name, storage=storage_url)
-    try:
-        data = load.load_study(study_name, tracking_uri)
-    except load.StudyNotFound:
-        data = None
-    profile = f"profile {data.spec.get('profile', '?')} · " if data else ""
-    page = html.Page(f"Search {study_name}", f"{profile}Optuna study {study.study_name} in {redact_uri(storage_url)}"
-                     + (f" · MLflow {redact_uri(tracking_uri)}" if data else " · no MLflow runs found"))
-    if data is not None and data.spec.get("profile") == "smoke":
-        page.notice = SMOKE_WARNING
-    _search_sections(page, study, data)
-    return write(page, out)
-
-
-def _search_sections(page: html.Page, study, data: StudyData | None) -> None:
-    import optuna
-    from optuna import visualization as vis
-
-    complete = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    labels = [summaries.metric_label(n) for n in names]
-    counts = pd.Series([t.state.name for t in study.trials]).value_counts()
-    states = ", ".join(f"{n} {s}" for s, n in counts.items())
-    section = page.section("Search", f"{len(study.trials)} trials ({states}); objectives: "
-                           + ", ".join(f"{label}, {d.name.lower()}d" for label, d in zip(labels, study.directions))
-                           + ". Trial states are Optuna's: COMPLETE, PRUNED (stopped early), FAIL, RUNNING.")
-    if not complete:
-        section.blocks.append(html.paragraph("No trial has completed yet: nothing to plot."))
-    else:
-        if len(names) > 1:
-            page.figure(section, vis.plot_pareto_front(study, target_names=labels))
-        for i, label in enumerate(labels):
-            target = None if len(names) == 1 else (lambda t, i=i: t.values[i])
-            page.figure(section, _titled(vis.plot_optimization_history(study, target=target, target_name=label), label))
-            try:
-                # fANOVA: direction-agnostic (PED-ANOVA, the default, ranks for *low* targets) and seeded
-                evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-                fig = vis.plot_param_importances(study, evaluator=evaluator, target=target, target_name=label)
-                page.figure(section, _titled(fig, label))
-            except (RuntimeError, ValueError) as error:  # fewer than 2 trials, or no parameter varies
-                section.blocks.append(html.paragraph(f"Parameter importances for {label}: not available ({error})."))
-            page.figure(section, _titled(vis.plot_parallel_coordinate(study, target=target, target_name=label), label))
-            page.figure(section, _titled(vis.plot_slice(study, target=target, target_name=label), label))
-    table = _search_trials_table(study, names, data)
-    best = {t.number for t in _best_trials(study)}
-    if best:
-        title = "Best trial" if len(names) == 1 else f"Pareto front ({len(best)} trials)"
-        shown = table[table["trial"].isin(best)]
-        page.section(title, _link_note(data)).blocks.append(html.table_html(shown, ["best"] * len(shown)))
-    page.section("Every trial").blocks.append(
-        html.table_html(table, ["flag" if s == "FAIL" else "" for s in table["state"]]))
-
-
-def _best_trials(study) -> list:
-    import optuna
-
-    if not study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
-        return []
-    return [study.best_trial] if len(study.directions) == 1 else list(study.best_trials)
-
-
-def _link_note(data: StudyData | None) -> str:
-    if data is None:
-        return "No MLflow runs found for this search."
-    if data.tracking_uri.startswith(("http://", "https://")):
-        return "Each trial links to its run on the MLflow server."
-    return f"Each trial links to its MLflow run as `ablate ui` serves it ({LOCAL_UI}; start it first)."
-
-
-def _titled(fig, objective: str):
-    """Optuna's titles are generic ("Slice Plot"): name the objective."""
-    return fig.update_layout(title=f"{fig.layout.title.text}: {objective}")
-
-
-def _search_trials_table(study, names: list[str], data: StudyData | None) -> pd.DataFrame:
-    """Optuna trials with their MLflow run: the trial's `mlflow_run_id` user attribute, else the MLflow
-    trial run tagged `ablate.optuna_trial` = number. Numbers at their unit's precision."""
-    from ablations.naming import format_value
-
-    by_number = {}
-    if data is not None and "optuna_trial" in data.trials:
-        by_number = {int(n): r for n, r in zip(data.trials["optuna_trial"], data.trials["run_id"]) if pd.notna(n)}
-    rows = []
-    for t in study.trials:
-        run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(t.number)
-        values = t.values or [None] * len(names)
-        rows.append({"trial": t.number, "state": t.state.name,
-                     **{summaries.metric_label(n): summaries.format_number(v, summaries.metric_unit(n))
-                        for n, v in zip(names, values)},
-                     **{summaries.short_name(k): format_value(v) for k, v in t.params.items()},
-                     "MLflow run": _run_link(data, run_id)})
-    return pd.DataFrame(rows, dtype=object)  # object: pandas' string dtype would drop the links' Html type
-
-
-def _run_link(data: StudyData | None, run_id: str | None) -> object:
-    if not run_id:
-        return None
-    if data is None:
-        return run_id
-    base = redact_uri(data.tracking_uri).rstrip("/") if data.tracking_uri.startswith(("http://", "https://")) \
-        else LOCAL_UI
-    url = f"{base}/#/experiments/{data.experiment_id}/runs/{run_id}"
-    return html.Html(f'<a href="{html.escape_attr(url)}">{run_id[:12]}</a>')

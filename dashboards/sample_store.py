@@ -25,7 +25,7 @@ import yaml
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from ablations.tracking import open_client
+from ablate_common.store import open_client
 
 DEFAULT_FACTORS = {"model.mim.mask_ratio": [0.25, 0.5, 0.75], "model.mlm.mask_ratio": [0.15, 0.3]}
 TASK_METRICS = {"synth_vqa": ["overall_acc", "open_acc", "closed_acc"], "synth_cls": ["acc"]}
@@ -124,55 +124,75 @@ def write_sample_study(
     Factors starting with `finetune.` do not change the pre-train key, so those trials share a pre-train.
     Artifacts go to `artifact_location`, by default an `artifacts` folder beside a sqlite database
     (MLflow's own default is ./mlruns in the current directory)."""
-    client = open_client(tracking_uri)
-    if artifact_location is None and tracking_uri.startswith("sqlite:///"):
-        artifact_location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
-    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
-    writer = _Writer(client, experiment_id)
     spec = sample_spec(name, factors, seeds)
-    study_run = writer.run({"ablate.kind": "study", "ablate.study": name, "mlflow.runName": "study"}, status="RUNNING")
-    if log_spec:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "spec.yaml"
-            path.write_text(yaml.safe_dump(spec, sort_keys=False))
-            client.log_artifact(study_run, str(path))
+    writer, study_run = _open_study(tracking_uri, name, spec if log_spec else None, artifact_location)
     trials = [(dict(zip(factors, combo)), seed) for combo in itertools.product(*factors.values()) for seed in seeds]
     pretrain_runs: dict[tuple, str] = {}
     for index, (setting, seed) in enumerate(trials):
         rng = np.random.default_rng([index, seed])
         status = "FAILED" if index >= len(trials) - failed else "FINISHED"
         is_pruned = status != "FAILED" and index >= len(trials) - failed - pruned
-        trial_id = f"t{index:05d}"
-        tags = {"ablate.kind": "trial", "ablate.study": name, "ablate.trial_id": trial_id,
-                "ablate.seed": str(seed), "mlflow.parentRunId": study_run, "mlflow.runName": trial_id,
-                **{f"ablate.factor.{k}": str(v) for k, v in setting.items()}}
         key = (tuple((k, str(v)) for k, v in setting.items() if not k.startswith("finetune.")), seed)
-        tags["ablate.pretrain_key"] = f"pk{abs(hash(key)) % 10**8:08d}"
-        if status == "FAILED":
-            tags["ablate.error"] = f"NonFiniteLossError: loss is nan at pretrain step {3 + index % 5}"
-        if is_pruned:
-            tags["ablate.pruned"] = "true"
-        if key in pretrain_runs:
-            tags["ablate.pretrain_run_id"] = pretrain_runs[key]
-        metrics = []
+        tags = _trial_tags(name, study_run, index, setting, seed, key, status, is_pruned, pretrain_runs.get(key))
+        acc, metrics = None, []
         if status == "FINISHED" and not is_pruned:
             acc = 100 * (true_accuracy(setting) + rng.normal(0, noise))  # percent, as m3ae logs it
-            for task, names in TASK_METRICS.items():
-                metrics += [(f"{task}/{m}", acc + i, 0) for i, m in enumerate(names)]
-            ratio = float(setting.get("model.mim.mask_ratio", 0.75))
-            metrics += [("cost/pretrain_seconds", 30 * (1.2 - ratio) + rng.uniform(0, 2), 0),
-                        ("cost/finetune_seconds", 10 + rng.uniform(0, 1), 0),
-                        ("cost/flops", 1e12 * (1.2 - ratio), 0)]
+            metrics = _final_metrics(setting, acc, rng)
         params = {"profile": "sample", **setting, "pretrain.steps": curve_steps, "seed": seed}
         trial_run = writer.run(tags, params, metrics, status=status)
         if key not in pretrain_runs and status != "FAILED":
             pretrain_runs[key] = _pretrain_run(writer, trial_run, name, setting, seed, curve_steps, images)
-            client.set_tag(trial_run, "ablate.pretrain_run_id", pretrain_runs[key])  # as the platform does
-        if status == "FINISHED" and not is_pruned:
+            writer.client.set_tag(trial_run, "ablate.pretrain_run_id", pretrain_runs[key])  # as the platform does
+        if acc is not None:
             for task in TASK_METRICS:
                 _finetune_run(writer, trial_run, name, task, acc, curve_steps, rng)
-    client.set_terminated(study_run, status="FINISHED")
+    writer.client.set_terminated(study_run, status="FINISHED")
     return spec
+
+
+def _open_study(tracking_uri: str, name: str, spec: dict | None, artifact_location: str | None) -> tuple[_Writer, str]:
+    """The experiment and its (still RUNNING) study run, with `spec` as spec.yaml when given."""
+    client = open_client(tracking_uri)
+    if artifact_location is None and tracking_uri.startswith("sqlite:///"):
+        artifact_location = (Path(tracking_uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+    experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+    writer = _Writer(client, experiment_id)
+    study_run = writer.run({"ablate.kind": "study", "ablate.study": name, "mlflow.runName": "study"}, status="RUNNING")
+    if spec is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "spec.yaml"
+            path.write_text(yaml.safe_dump(spec, sort_keys=False))
+            client.log_artifact(study_run, str(path))
+    return writer, study_run
+
+
+def _trial_tags(name: str, study_run: str, index: int, setting: dict, seed: int, key: tuple, status: str,
+                is_pruned: bool, pretrain_run: str | None) -> dict[str, str]:
+    """A trial run's tags as the platform writes them; `pretrain_run`: the run it shares a pre-training with."""
+    trial_id = f"t{index:05d}"
+    tags = {"ablate.kind": "trial", "ablate.study": name, "ablate.trial_id": trial_id,
+            "ablate.seed": str(seed), "mlflow.parentRunId": study_run, "mlflow.runName": trial_id,
+            **{f"ablate.factor.{k}": str(v) for k, v in setting.items()}}
+    tags["ablate.pretrain_key"] = f"pk{abs(hash(key)) % 10**8:08d}"
+    if status == "FAILED":
+        tags["ablate.error"] = f"NonFiniteLossError: loss is nan at pretrain step {3 + index % 5}"
+    if is_pruned:
+        tags["ablate.pruned"] = "true"
+    if pretrain_run is not None:
+        tags["ablate.pretrain_run_id"] = pretrain_run
+    return tags
+
+
+def _final_metrics(setting: dict, acc: float, rng: np.random.Generator) -> list[tuple[str, float, int]]:
+    """Every task's metrics around `acc` and the costs, a cheaper pre-training at a higher mask ratio."""
+    metrics = []
+    for task, names in TASK_METRICS.items():
+        metrics += [(f"{task}/{m}", acc + i, 0) for i, m in enumerate(names)]
+    ratio = float(setting.get("model.mim.mask_ratio", 0.75))
+    metrics += [("cost/pretrain_seconds", 30 * (1.2 - ratio) + rng.uniform(0, 2), 0),
+                ("cost/finetune_seconds", 10 + rng.uniform(0, 1), 0),
+                ("cost/flops", 1e12 * (1.2 - ratio), 0)]
+    return metrics
 
 
 def _pretrain_run(writer: _Writer, trial_run: str, study: str, setting: dict, seed: int, steps: int,

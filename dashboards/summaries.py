@@ -352,7 +352,7 @@ def _paper_ranks(reference: Mapping, settings: list[dict], values: list[float], 
 
 def format_setting(setting: Mapping[str, object]) -> str:
     """{"model.mim.mask_ratio": 0.75} -> "mim.mask_ratio=0.75" (the last two path parts)."""
-    from ablations.naming import format_value
+    from ablate_common.naming import format_value
 
     return ", ".join(f"{short_name(k)}={format_value(v) if isinstance(v, float) else v}" for k, v in setting.items())
 
@@ -420,3 +420,74 @@ def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metri
 
 def _number(value: object) -> float:
     return math.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- what a figure draws
+
+
+def setting_labels(trials: pd.DataFrame, factors: list[str]) -> pd.Series:
+    """A short label per trial from the factors that vary among `trials` ("mim.mask_ratio=0.75")."""
+    varying = [f for f in factors if trials[f].astype(str).nunique() > 1]
+    if not varying:
+        return pd.Series(["all trials"] * len(trials), index=trials.index)
+    return trials.apply(lambda r: format_setting({f: r[f] for f in varying}), axis=1)
+
+
+def drawn_trials(trials: pd.DataFrame, factors: list[str], per_label: int, cap: int) -> pd.DataFrame:
+    """The trials a figure draws: round robin over settings (one of each first), at most `per_label`
+    per setting and `cap` in all, with their setting label."""
+    trials = trials.assign(label=setting_labels(trials, factors))
+    rank = trials.groupby("label", sort=False).cumcount()
+    return trials[rank < per_label].assign(_rank=rank).sort_values("_rank", kind="stable").head(cap)
+
+
+def pretrain_runs(trials: pd.DataFrame, stages: pd.DataFrame) -> pd.Series:
+    """Each trial's pre-train run: its `ablate.pretrain_run_id` link, else its pre-train child run."""
+    children = stages[stages["kind"] == "pretrain"].drop_duplicates("parent_run_id")
+    child = trials["run_id"].map(children.set_index("parent_run_id")["run_id"])
+    return trials["pretrain_run_id"].where(trials["pretrain_run_id"].notna(), child)
+
+
+def is_curve(key: str) -> bool:
+    """Losses, accuracies and validation metrics are learning curves; lr and throughput are not."""
+    name = key.split("/", 1)[1]
+    return "loss" in name or name.endswith("acc") or name.startswith("val_")
+
+
+def over_steps(history: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Keys logged at several steps (a final number or a single validation point is no curve)."""
+    return [k for k in keys if history.loc[history["key"] == k, "step"].nunique() > 1]
+
+
+def cost_points(finished: pd.DataFrame, factors: list[str], metric: str, costs: list[str], mode: str) -> pd.DataFrame:
+    """Mean metric (`mean`) and costs per setting, a `label` each, and per cost whether the setting
+    is on the Pareto front (`front_<cost>`)."""
+    by = factors or ["seed"]
+    points = finished.groupby(by, sort=False, dropna=False)[[metric, *costs]].mean().reset_index()
+    points = points.rename(columns={metric: "mean"})
+    points["label"] = setting_labels(points, factors) if factors else points["seed"].astype(str)
+    for cost in costs:
+        points[f"front_{cost}"] = pareto_front(points, cost, "mean", mode)
+    return points
+
+
+def significance_table(tests: pd.DataFrame, by: Sequence[str], unit: str = "") -> pd.DataFrame:
+    """`paired_vs_best`'s rows as the dashboard shows them, numbers at the metric's precision."""
+    points = " (points)" if unit == "%" else (f" ({unit})" if unit else "")
+    return pd.DataFrame({
+        "level": [format_setting({c: r[c] for c in by}) for _, r in tests.iterrows()],
+        f"mean{f' ({unit})' if unit else ''}": [format_number(m, unit) for m in tests["mean"]],
+        f"difference vs best{points}": [format_number(d, unit) for d in tests["diff"]],
+        "pairs": tests["n_pairs"], "test": tests["test"],
+        "p": [f"{p:.3f}" if pd.notna(p) else "–" for p in tests["p_value"]],
+        "significant?": ["best" if b else ("yes" if s else "no") for b, s in zip(tests["is_best"], tests["significant"])],
+    })
+
+
+def failure_table(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
+    """The failed and killed trials: [trial, setting, seed, state, error, run]."""
+    failed = trials[trials["state"].isin(["FAILED", "KILLED"])]
+    return pd.DataFrame({
+        "trial": failed["trial_id"], "setting": setting_labels(trials, factors).loc[failed.index],
+        "seed": failed["seed"], "state": failed["state"], "error": failed["error"].replace("", "–"),
+        "run": failed["run_id"]})

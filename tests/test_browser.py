@@ -13,7 +13,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from dashboards.report import build_report, build_search_report
+from dashboards.report import build_report
+from dashboards.search_report import build_search_report
 from dashboards.sample_store import write_sample_study
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

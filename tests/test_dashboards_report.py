@@ -9,7 +9,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from dashboards import load
-from dashboards.report import build_report, build_search_report
+from dashboards.report import build_report
+from dashboards.search_report import build_search_report
 from dashboards.sample_store import write_sample_study
 
 FACTORS = {"model.mim.mask_ratio": [0.25, 0.5, 0.75], "model.mlm.mask_ratio": [0.15, 0.3]}

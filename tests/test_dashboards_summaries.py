@@ -190,3 +190,60 @@ def test_paired_differences_skip_unfinished_trials_and_unknown_paths():
     assert S.paired_differences(trials, DECISIONS, "acc").empty
     other = [{**DECISIONS[0], "setting": {"model.mlm.mask_ratio": 0.5}}]
     assert S.paired_differences(trials, other, "acc").empty
+
+
+def test_setting_labels_name_only_the_factors_that_vary():
+    trials = pd.DataFrame({"model.mim.mask_ratio": [0.25, 0.75, 0.75], "model.depth": [2, 2, 2]})
+    assert list(S.setting_labels(trials, ["model.mim.mask_ratio", "model.depth"])) == [
+        "mim.mask_ratio=0.25", "mim.mask_ratio=0.75", "mim.mask_ratio=0.75"]
+    assert list(S.setting_labels(trials.iloc[1:], ["model.mim.mask_ratio"])) == ["all trials", "all trials"]
+
+
+def test_drawn_trials_go_round_robin_over_settings_within_the_caps():
+    trials = pd.DataFrame({"r": [1, 1, 1, 2, 2, 3], "run_id": list("abcdef")})
+    assert list(S.drawn_trials(trials, ["r"], per_label=2, cap=4)["run_id"]) == ["a", "d", "f", "b"]
+    assert list(S.drawn_trials(trials, ["r"], per_label=1, cap=10)["run_id"]) == ["a", "d", "f"]
+
+
+def test_pretrain_runs_prefer_the_link_then_the_child_run():
+    trials = pd.DataFrame({"run_id": ["t1", "t2", "t3"], "pretrain_run_id": ["p9", None, None]})
+    stages = pd.DataFrame({"run_id": ["p1", "f1", "p2"], "parent_run_id": ["t1", "t2", "t2"],
+                           "kind": ["pretrain", "finetune", "pretrain"]})
+    runs = S.pretrain_runs(trials, stages)
+    assert list(runs[:2]) == ["p9", "p2"] and pd.isna(runs.iloc[2])
+
+
+def test_curves_are_losses_accuracies_and_validation_metrics_logged_at_several_steps():
+    assert S.is_curve("pretrain/loss") and S.is_curve("vqa/val_acc") and S.is_curve("vqa/overall_acc")
+    assert not S.is_curve("pretrain/lr") and not S.is_curve("pretrain/samples_per_second")
+    history = pd.DataFrame({"key": ["a/loss", "a/loss", "a/val_acc"], "step": [0, 10, 10]})
+    assert S.over_steps(history, ["a/loss", "a/val_acc"]) == ["a/loss"]
+
+
+def test_cost_points_average_per_setting_and_mark_the_front():
+    finished = pd.DataFrame({"r": [1, 1, 2, 3], "acc": [50.0, 60.0, 70.0, 52.0],
+                             "cost/flops": [10.0, 30.0, 40.0, 30.0]})
+    points = S.cost_points(finished, ["r"], "acc", ["cost/flops"], "max")
+    assert list(points["mean"]) == [55.0, 70.0, 52.0] and list(points["cost/flops"]) == [20.0, 40.0, 30.0]
+    assert list(points["label"]) == ["r=1", "r=2", "r=3"]
+    assert list(points["front_cost/flops"]) == [True, True, False]  # r=3 costs more than r=1 for less
+
+
+def test_significance_table_shows_differences_in_points_and_flags_the_best():
+    tests = pd.DataFrame({"model.mim.mask_ratio": [0.75, 0.25], "mean": [71.25, 68.5], "diff": [0.0, -2.75],
+                          "n_pairs": [3, 3], "test": ["-", "paired t"], "p_value": [float("nan"), 0.0321],
+                          "is_best": [True, False], "significant": [False, True]})
+    shown = S.significance_table(tests, ["model.mim.mask_ratio"], "%")
+    assert list(shown.columns) == ["level", "mean (%)", "difference vs best (points)", "pairs", "test", "p",
+                                   "significant?"]
+    assert list(shown["level"]) == ["mim.mask_ratio=0.75", "mim.mask_ratio=0.25"]
+    assert list(shown["p"]) == ["–", "0.032"] and list(shown["significant?"]) == ["best", "yes"]
+
+
+def test_failure_table_lists_failed_and_killed_trials_with_their_setting():
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c"], "r": [1, 2, 3], "seed": [0, 0, 1],
+                           "state": ["FINISHED", "FAILED", "KILLED"], "error": ["", "boom", ""],
+                           "run_id": ["r1", "r2", "r3"]})
+    shown = S.failure_table(trials, ["r"])
+    assert list(shown["trial"]) == ["b", "c"] and list(shown["setting"]) == ["r=2", "r=3"]
+    assert list(shown["error"]) == ["boom", "–"]

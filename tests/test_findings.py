@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ablate_common.store import open_client
 from ablations.cli import main
-from ablations.tracking import open_client
 from dashboards import findings as F
 from dashboards.sample_store import write_sample_study
 

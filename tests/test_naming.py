@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ablations.naming import factor_aliases, format_value, run_name, setting_name
+from ablate_common.naming import factor_aliases, format_value, run_name, setting_name
 from ablations.spec import SpecError, load_spec, parse_spec
 
 STUDIES = sorted(p for p in (Path(__file__).resolve().parents[1] / "studies").glob("*.yaml")

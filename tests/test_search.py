@@ -24,7 +24,9 @@ from optuna.trial import TrialState
 
 from ablations.cli import main
 from ablations.search import distributions, load_search, parse_search
-from ablations.search_runner import best_study_text, budget_used, open_storage, open_study, run_search
+from ablations.search_runner import run_search
+from ablations.search_storage import budget_used, open_storage, open_study
+from ablations.search_summary import best_study_text
 from ablations.spec import SpecError, load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

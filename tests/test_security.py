@@ -40,7 +40,7 @@ def test_redact_uri_hides_passwords_and_keeps_the_rest(uri, shown):
 
 
 def test_the_search_storage_url_goes_through_the_same_redaction():
-    from ablations.search_runner import redact
+    from ablate_common.redact import redact_uri as redact
 
     assert "secret" not in redact("postgresql://u:secret@host/db")
     assert "secret" not in redact("http://user:secret@127.0.0.1:5000")
@@ -133,7 +133,7 @@ def test_a_study_name_that_would_escape_is_refused_before_anything_exists(tmp_pa
 
 
 def test_redact_text_cleans_uris_inside_messages():
-    from ablations.redact import redact_text
+    from ablate_common.redact import redact_text
 
     text = ("API request to http://user:secret@127.0.0.1:9/api/2.0/x failed; storage "
             "postgresql+psycopg2://u:secret@db:5432/o?password=secret&sslmode=require")

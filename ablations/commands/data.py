@@ -93,7 +93,6 @@ def run(args) -> int:
     from ablations.paths import within
     from m3ae.config import apply_overrides, profile
     from m3ae.data import build_dataset
-
     from m3ae.registry import DATASETS
 
     if args.action == "check":
@@ -122,9 +121,9 @@ def check(args) -> int:
     import json
     from dataclasses import asdict
 
+    from ablate_common.tables import render_table
     from ablations.cli import UsageError
     from ablations.paths import within
-    from ablations.study import render_table
     from m3ae.data.real.check import check_root
 
     if args.data_root is None or not args.data_root.expanduser().is_dir():

@@ -58,11 +58,11 @@ def _name(argument: str) -> str:
     if not argument.endswith((".yaml", ".yml")):
         return argument
     from ablations.cli import UsageError
-    from ablations.spec import _load_yaml, read_file
+    from ablations.spec import load_yaml, read_file
 
     path = Path(argument)
     # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
-    study, _ = _load_yaml(read_file(path), str(path))
+    study, _ = load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name)")
     return study["name"]
@@ -70,7 +70,7 @@ def _name(argument: str) -> str:
 
 def _studies_with_reference(uri: str) -> list[str]:
     """Experiments whose newest study run logged a spec with a reference block, by name."""
-    from ablations.tracking import open_client
+    from ablate_common.store import open_client
     from dashboards.load import read_spec, search_kind
 
     client = open_client(uri)

@@ -11,8 +11,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from collections import Counter
 
+    from ablate_common.tables import render_table
     from ablations import tracking
-    from ablations.study import render_table
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
     tracking.check_reachable(uri)

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     storage = args.storage or f"sqlite:///{(workdir / DEFAULT_OPTUNA_DB).absolute()}"
     check_driver(storage, "--storage")
     from dashboards.load import StudyNotFound  # plotly, pandas and MLflow: only once the input is known good
-    from dashboards.report import build_report, build_search_report
+    from dashboards.report import build_report
+    from dashboards.search_report import build_search_report
 
     is_search = (args.storage is not None or args.optuna_study is not None or study_file.get("kind") == "search"
                  or _has_optuna_study(storage, name))
@@ -72,13 +73,13 @@ def _default_out(workdir: Path, name: str) -> Path:
 def _study_name(argument: str) -> tuple[str, dict]:
     """NAME, or the `name` of a STUDY.yaml (read with yaml.safe_load; nothing else is validated here)."""
     from ablations.cli import UsageError
-    from ablations.spec import _load_yaml, read_file
+    from ablations.spec import load_yaml, read_file
 
     if not argument.endswith((".yaml", ".yml")):
         return argument, {}
     path = Path(argument)
     # the same guards as every study file: a regular UTF-8 file under 1 MB, safe YAML of a sane size
-    study, _ = _load_yaml(read_file(path), str(path))
+    study, _ = load_yaml(read_file(path), str(path))
     if not isinstance(study, dict) or not isinstance(study.get("name"), str):
         raise UsageError(f"{path}: expected a mapping with a `name` (the study's name), got {type(study).__name__}")
     return study["name"], study
@@ -89,7 +90,7 @@ def _spec_override(name: str, uri: str, study_file: dict) -> dict | None:
     after a run); None (use the logged spec) when no file was given."""
     if not study_file:
         return None
-    from ablations.tracking import open_client
+    from ablate_common.store import open_client
     from dashboards.load import find_experiment, read_spec, search_kind
 
     client = open_client(uri)

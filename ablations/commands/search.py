@@ -48,15 +48,17 @@ def run(args) -> int:
     spec = parse_search(text, str(args.search), args.profile, data_root)  # before anything is created
     check_data(data_configs(spec), str(args.search))  # real datasets under data.root
 
+    from ablate_common.redact import redact_uri
     from ablations import tracking
     from ablations.databases import check_driver
-    from ablations.search_runner import default_storage, redact, run_search
+    from ablations.search_runner import run_search
+    from ablations.search_storage import default_storage
 
     uri = tracking.resolve_tracking_uri(args.workdir, args.tracking_uri)
     tracking.check_reachable(uri)  # a wrong URI is found in seconds, before anything is written
     storage = args.storage or default_storage(args.workdir)
     check_driver(storage, "--storage")  # a missing PostgreSQL driver is named before anything starts
-    print(f"Optuna storage: {redact(storage)}  (watch it: optuna-dashboard {redact(storage)})", flush=True)
+    print(f"Optuna storage: {redact_uri(storage)}  (watch it: optuna-dashboard {redact_uri(storage)})", flush=True)
     outcome = run_search(spec, text, workdir=args.workdir, storage_url=storage,
                          tracking_uri=uri,
                          n_trials=args.n_trials, max_concurrent=args.max_concurrent, address=args.address,

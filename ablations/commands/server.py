@@ -61,8 +61,8 @@ def server_command(args) -> tuple[list[str], str, str]:
 
 
 def run(args) -> int:
+    from ablate_common.redact import redact_uri
     from ablations.commands.ui import serve
-    from ablations.redact import redact_uri
 
     command, store, artifacts = server_command(args)
     host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
