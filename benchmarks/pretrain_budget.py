@@ -10,8 +10,9 @@ chosen without looking at the effect it must keep (scripts/pretraining_helps.py 
     .venv/bin/python benchmarks/pretrain_budget.py --workdir /tmp/budget --jobs 2
     .venv/bin/python benchmarks/pretrain_budget.py --candidate "short:pretrain.steps=500" --workdir /tmp/b
 
-A candidate is NAME:PATH=VALUE,PATH=VALUE,... over the laptop profile; "profile" (no overrides) is
-run first, as the bar (or taken from an earlier run's results.json with `--bar`). `--jobs 2` runs two candidates side by side, one thread each.
+A candidate is NAME:PATH=VALUE,PATH=VALUE,... over the laptop profile; "profile" (no overrides)
+is run first, as the bar (or taken from an earlier run's results.json with `--bar`). `--jobs 2`
+runs two candidates side by side, one thread each.
 """
 
 from __future__ import annotations
