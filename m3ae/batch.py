@@ -12,10 +12,15 @@ from typing import Optional
 import torch
 
 
-# `Batch.images` are normalised per channel with these: the data pipeline applies
-# them, the model undoes them to draw reconstructions in pixel space.
-IMAGE_MEAN = (0.5, 0.5, 0.5)
-IMAGE_STD = (0.5, 0.5, 0.5)
+# `Batch.images` are normalised per channel with the (mean, std) the vision tower expects
+# (`model.vision.image_norm`): the data pipeline applies them, the model undoes them to draw
+# reconstructions in pixel space. "half" maps pixels to [-1, 1]; "clip" is what OpenAI's CLIP
+# towers were trained with (and the official M3AE code's clip_transform uses).
+IMAGE_NORMS = {
+    "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+}
+IMAGE_MEAN, IMAGE_STD = IMAGE_NORMS["half"]  # the default
 
 
 @dataclass(frozen=True)

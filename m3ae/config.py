@@ -119,11 +119,15 @@ class VisionConfig:
     weights: Optional[str] = None  # local weights file (.safetensors/.pth); None = random init
     drop_path: float = 0.0  # stochastic depth rate
     pos_embed: str = "learned"  # learned (timm's, random init) | sincos (MAE's fixed 2-D sin-cos)
+    # pixel normalisation the tower expects: half = (x - 0.5) / 0.5; clip = CLIP's mean / std
+    image_norm: Literal["half", "clip"] = "half"
 
     def __post_init__(self):
         _check_component("VISION_ENCODERS", self.encoder, "model.vision.encoder")
         _check(self.pos_embed in ("learned", "sincos"), "model.vision.pos_embed",
                f"must be 'learned' or 'sincos', got {self.pos_embed!r}")
+        _check(self.image_norm in ("half", "clip"), "model.vision.image_norm",
+               f"must be 'half' or 'clip', got {self.image_norm!r}")
         _check_model_name(self.encoder, self.name)
         _check(self.patch_size > 0, "model.vision.patch_size", "must be positive")
         _check(
@@ -500,7 +504,8 @@ def _paper() -> Config:
     """
     return from_dict({
         "model": {
-            "vision": {"name": "vit_base_patch16_clip_quickgelu_224", "image_size": 288, "patch_size": 16},
+            "vision": {"name": "vit_base_patch16_clip_quickgelu_224", "image_size": 288, "patch_size": 16,
+                       "image_norm": "clip"},
             "text": {"kind": "roberta", "hidden_size": 768, "num_layers": 12, "num_heads": 12,
                      "intermediate_size": 3072, "max_length": 64},
             "fusion": {"num_layers": 6, "hidden_size": 768, "num_heads": 12, "input_norm": False},

@@ -165,3 +165,24 @@ def test_unknown_dataset_and_split_are_clear_errors(cfg, tokenizer, cache_dir):
         build_dataset("synth_vq", "train", cfg, tokenizer, cache_dir)
     with pytest.raises(ValueError, match="split"):
         build_dataset("synth_vqa", "dev", cfg, tokenizer, cache_dir)
+
+
+def test_clip_towers_get_clip_normalisation_and_the_model_undoes_it(tmp_path):
+    """model.vision.image_norm=clip: the loader normalises with CLIP's mean / std (what the
+    official code's clip_transform does for its CLIP tower), the model's reconstructions
+    un-normalise with the same, and the paper profile selects it."""
+    from m3ae.batch import IMAGE_NORMS
+    from m3ae.data.collate import normalize
+
+    assert profile("paper").model.vision.image_norm == "clip"
+    assert profile("laptop").model.vision.image_norm == "half"
+    half = profile("smoke")
+    clip = apply_overrides(half, ["model.vision.image_norm=clip"])
+    tokenizer = build_tokenizer(half, tmp_path)
+    dataset = build_dataset("synth_pairs", "val", half, tokenizer, tmp_path)
+    first = lambda cfg: next(iter(make_loader(dataset, 4, train=False, cfg=cfg, seed=0))).images  # noqa: E731
+    pixels = first(half) * 0.5 + 0.5  # [0, 1]
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGE_NORMS["clip"])
+    assert torch.allclose(first(clip), (pixels - mean) / std, atol=1e-5)
+    assert torch.allclose(first(clip), normalize(pixels, "clip"), atol=1e-6)
+    assert torch.allclose(denormalize(first(clip), "clip"), pixels, atol=1e-5)

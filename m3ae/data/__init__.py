@@ -22,7 +22,7 @@ SPLITS = ("train", "val", "test")
 _EXPORTS = {  # name -> the module that defines it
     "build_dataset": "m3ae.data.builders", "build_tokenizer": "m3ae.data.tokenizer", "text_vocab": "m3ae.data.tokenizer",
     "make_loader": "m3ae.data.collate", "normalize": "m3ae.data.collate", "denormalize": "m3ae.data.collate",
-    "IMAGE_MEAN": "m3ae.data.collate", "IMAGE_STD": "m3ae.data.collate", "TaskDataset": "m3ae.data.dataset",
+    "IMAGE_MEAN": "m3ae.batch", "IMAGE_STD": "m3ae.batch", "TaskDataset": "m3ae.data.dataset",
     "subset": "m3ae.data.dataset", "DataFormatError": "m3ae.data.real.common",
 }
 

@@ -2,9 +2,10 @@
 
 Images: uint8 [3, S, S] -> float in [0, 1] -> (train, data.augment) random
 resized crop with scale (0.8, 1) and aspect ratio (3/4, 4/3), back to S x S,
-one batched grid_sample -> normalised with m3ae.batch.IMAGE_MEAN / IMAGE_STD
-(0.5 / 0.5 per channel: pixels map to [-1, 1]; the model un-normalises with the
-same constants). No flips: left and right are labels here.
+one batched grid_sample -> normalised per channel with the tower's
+`model.vision.image_norm` (m3ae.batch.IMAGE_NORMS: 0.5 / 0.5 by default, pixels
+map to [-1, 1]; CLIP's mean / std for CLIP towers; the model un-normalises with
+the same constants). No flips: left and right are labels here.
 Texts: truncated to model.text.max_length, padded to the longest in the batch; word ids from the fast
 tokenizer's word boundaries (-1 for special tokens and padding).
 """
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, get_worker_info
 
-from m3ae.batch import IMAGE_MEAN, IMAGE_STD, Batch
+from m3ae.batch import IMAGE_NORMS, Batch
 from m3ae.data.dataset import Example, TaskDataset
 
 # Batches are a few dozen short texts: the tokenizer's own thread pool gains nothing, competes
@@ -29,17 +30,21 @@ CROP_SCALE = (0.8, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in [0, 1] -> normalised."""
-    mean = torch.tensor(IMAGE_MEAN, dtype=images.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, dtype=images.dtype).view(1, 3, 1, 1)
+def _mean_std(images: torch.Tensor, norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = IMAGE_NORMS[norm]
+    as_tensor = lambda v: torch.tensor(v, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)  # noqa: E731
+    return as_tensor(mean), as_tensor(std)
+
+
+def normalize(images: torch.Tensor, norm: str = "half") -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1] -> normalised with IMAGE_NORMS[norm]."""
+    mean, std = _mean_std(images, norm)
     return (images - mean) / std
 
 
-def denormalize(images: torch.Tensor) -> torch.Tensor:
+def denormalize(images: torch.Tensor, norm: str = "half") -> torch.Tensor:
     """Inverse of `normalize` (back to [0, 1] pixels, e.g. for reconstruction PNGs)."""
-    mean = torch.tensor(IMAGE_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    mean, std = _mean_std(images, norm)
     return images * std + mean
 
 
@@ -63,8 +68,10 @@ class Collate:
     """Examples -> Batch. Picklable; its augmentation generator is re-seeded in
     each DataLoader worker from the worker's seed, so runs repeat exactly."""
 
-    def __init__(self, tokenizer, max_length: int, kind: str, num_answers: int, augment: bool, seed: int):
+    def __init__(self, tokenizer, max_length: int, kind: str, num_answers: int, augment: bool, seed: int,
+                 image_norm: str = "half"):
         self.tokenizer, self.max_length, self.kind = tokenizer, max_length, kind
+        self.image_norm = image_norm
         self.num_answers, self.augment = num_answers, augment
         self.generator = torch.Generator().manual_seed(seed)
         self._worker = None
@@ -78,7 +85,7 @@ class Collate:
         if self.augment:
             images = random_resized_crop(images, self.generator)
         input_ids, attention_mask, word_ids = self.tokenize([e.text for e in examples])
-        return Batch(images=normalize(images), input_ids=input_ids, attention_mask=attention_mask,
+        return Batch(images=normalize(images, self.image_norm), input_ids=input_ids, attention_mask=attention_mask,
                      word_ids=word_ids, labels=self.labels(examples),
                      answer_types=torch.tensor([e.answer_type for e in examples]) if self.kind == "vqa" else None,
                      image_ids=torch.tensor([e.image_id for e in examples]))
@@ -110,7 +117,7 @@ def make_loader(dataset: TaskDataset, batch_size: int, *, train: bool, cfg, seed
     if dataset.tokenizer is None:
         raise ValueError(f"{dataset.name}: the dataset has no tokenizer (build it with build_dataset)")
     collate = Collate(dataset.tokenizer, cfg.model.text.max_length, dataset.kind, len(dataset.answers),
-                      augment=bool(cfg.data.augment and train), seed=seed)
+                      augment=bool(cfg.data.augment and train), seed=seed, image_norm=cfg.model.vision.image_norm)
     workers = cfg.data.num_workers
     return DataLoader(dataset, batch_size=batch_size, shuffle=train, drop_last=train and len(dataset) > batch_size,
                       collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from m3ae.batch import IMAGE_MEAN, IMAGE_STD, Batch, TextVocab
+from m3ae.batch import IMAGE_NORMS, Batch, TextVocab
 from m3ae.config import ModelConfig
 from m3ae.model.fusion import FusionStates
 from m3ae.model.heads import ITMHead, Pooler, init_weights
@@ -250,7 +250,8 @@ class M3AE(nn.Module):
         hole = mask[:, :, None]
         masked = torch.where(hole, torch.zeros_like(patches), patches)
         recon = torch.where(hole, pred, patches)
-        to_pixels = lambda p: _denormalise(unpatchify(p, self.patch_size, self.grid_size))  # noqa: E731
+        norm = self.cfg.vision.image_norm
+        to_pixels = lambda p: _denormalise(unpatchify(p, self.patch_size, self.grid_size), norm)  # noqa: E731
         return to_pixels(patches), to_pixels(masked), to_pixels(recon)
 
     def param_groups_by_role(self) -> dict[str, list[nn.Parameter]]:
@@ -264,9 +265,9 @@ class M3AE(nn.Module):
         return {role: [p for m in modules for p in m.parameters()] for role, modules in roles.items()}
 
 
-def _denormalise(images: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGE_MEAN, device=images.device)[None, :, None, None]
-    std = torch.tensor(IMAGE_STD, device=images.device)[None, :, None, None]
+def _denormalise(images: torch.Tensor, norm: str) -> torch.Tensor:
+    mean = torch.tensor(IMAGE_NORMS[norm][0], device=images.device)[None, :, None, None]
+    std = torch.tensor(IMAGE_NORMS[norm][1], device=images.device)[None, :, None, None]
     return (images * std + mean).clamp(0, 1)
 
 
