@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
 
@@ -12,6 +13,7 @@ from fixtures.real_datasets import WRITERS, write_image, write_all
 from m3ae.config import apply_overrides, profile
 from m3ae.data import DataFormatError, build_dataset, build_tokenizer, make_loader
 from m3ae.data.answers import label_set, normalize_answer
+from m3ae.data.real.classes import official_classes
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +45,8 @@ def test_answer_normalisation():
     assert normalize_answer("dont know") == "don't know"
     assert normalize_answer("3.5 cm") == "3.5 cm"
     assert normalize_answer("ct w/contrast (iv)") == "ct w contrast iv"
+    assert normalize_answer("Shed") == "shed"  # no contraction in the official code's table
+    assert normalize_answer(" - x ") == "x"  # the spaces around a mark decide it, as given (not stripped first)
     assert label_set({"val": ["b", "a"], "train": ["a", "c"], "test": ["d", "a"]}) == ["a", "c", "b", "d"]
 
 
@@ -135,6 +139,35 @@ def test_vqa_tolerates_one_missing_image_per_split_as_the_paper(tmp_path):
     (tmp_path / "vqa_rad/images/synpic01.jpg").unlink()
     with pytest.raises(DataFormatError, match="2 image files are missing"):
         build_dataset("vqa_rad", "train", cfg, None, tmp_path)
+
+
+def test_answer_order_is_the_official_codes(tmp_path):
+    """The official ans2label: first appearance over train, val, test, counting the questions
+    whose image is missing (dropped only afterwards); the loaders use that order."""
+    cfg = _fresh(tmp_path, "vqa_rad")
+    path = tmp_path / "vqa_rad/valset.json"
+    rows = json.loads(path.read_text())
+    rows.insert(0, {**rows[0], "qid": 999, "image_name": "synpic_absent.jpg", "answer": "Pancreas"})
+    path.write_text(json.dumps(rows))
+    # train: images 0..2 ask _QA[0:3], [1:4], [2:5]
+    expected = ["yes", "no", "brain", "2", "left lung", "pancreas"]
+    assert official_classes("vqa_rad", tmp_path) == expected
+    with pytest.warns(UserWarning, match="skipped 1 of 10"):
+        val = build_dataset("vqa_rad", "val", cfg, None, tmp_path)
+    assert val.answers == expected and "pancreas" not in val.answer_texts
+    assert build_dataset("vqa_rad", "train", cfg, None, tmp_path).label_names == expected
+    WRITERS["melinda"](tmp_path)
+    for file in ("train.csv", "dev.csv", "test.csv"):  # no "plot" figure has its image: the class stays
+        for row in csv.DictReader((tmp_path / "melinda" / file).read_text().splitlines()):
+            if row["p_meth_label"] == "plot":
+                (tmp_path / "melinda/melinda_images" / row["figure_file"]).unlink()
+    assert official_classes("melinda", tmp_path) == ["gel", "medical_imaging", "microscopy", "plot"]
+    with pytest.warns(UserWarning, match="skipped 1 of 6"):
+        train = build_dataset("melinda", "train", cfg, None, tmp_path)
+    assert "plot" not in {train.label_text(i) for i in range(len(train))}
+    assert train.label_names == ["gel", "medical_imaging", "microscopy", "plot"]
+    with pytest.raises(ValueError, match="no classifier head"):
+        official_classes("roco", tmp_path)
 
 
 def test_slake_keeps_english_only(cfg, tokenizer, tmp_path):

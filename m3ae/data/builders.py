@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from m3ae.data import SPLITS
-from m3ae.data.answers import label_set
 from m3ae.data.dataset import ArrayImages, FileImages, TaskDataset, concat, subset
 from m3ae.data.real import melinda as melinda_format
 from m3ae.data.real import pairs as pairs_format
@@ -88,12 +87,12 @@ def medicat(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
     return _pairs("medicat", *pairs_format.read_medicat(data_root(cfg, "medicat"), split), split, cfg)
 
 
-def _vqa(name: str, reader):
+def _vqa(name: str):
     def factory(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
-        splits = reader(data_root(cfg, name))
-        answers = label_set({s: rows.answers for s, rows in splits.items()})
+        questions = vqa_format.read_questions(name, data_root(cfg, name))
+        answers = vqa_format.answer_order(questions)
         ids = {a: i for i, a in enumerate(answers)}
-        rows = splits[split]
+        rows = vqa_format.with_images(name, split, questions[split])
         unique: dict[Path, int] = {}
         index = [unique.setdefault(p, len(unique)) for p in rows.images]
         return TaskDataset(name=name, split=split, kind="vqa",
@@ -102,23 +101,22 @@ def _vqa(name: str, reader):
                            targets=[((ids[a],), (1.0,)) for a in rows.answers],
                            answer_types=np.asarray(rows.answer_types), answers=answers, answer_texts=rows.answers)
 
-    factory.__doc__ = f"{name} questions (answer label set over all splits)"
+    factory.__doc__ = f"{name} questions (answer label set over all splits, in the official code's order)"
     return factory
 
 
-DATASETS.register("vqa_rad")(_vqa("vqa_rad", vqa_format.read_vqa_rad))
-DATASETS.register("slake")(_vqa("slake", vqa_format.read_slake))
-DATASETS.register("medvqa_2019")(_vqa("medvqa_2019", vqa_format.read_medvqa_2019))
+DATASETS.register("vqa_rad")(_vqa("vqa_rad"))
+DATASETS.register("slake")(_vqa("slake"))
+DATASETS.register("medvqa_2019")(_vqa("medvqa_2019"))
 
 
 @DATASETS.register("melinda")
 def melinda(split: str, cfg, tokenizer, cache_dir: Path) -> TaskDataset:
     """MELINDA figures with captions, label p_meth_label."""
-    splits = melinda_format.read_melinda(data_root(cfg, "melinda"))
-    classes = sorted({label for _, _, labels in splits.values() for label in labels})
+    rows = melinda_format.read_rows(data_root(cfg, "melinda"))
+    classes = melinda_format.label_order(rows)
     ids = {c: i for i, c in enumerate(classes)}
-    images, captions, labels = splits[split]
+    images, captions, labels = melinda_format.with_images(split, rows[split])
     return TaskDataset(name="melinda", split=split, kind="cls",
                        images=FileImages(images, cfg.model.vision.image_size), texts=captions,
                        image_index=np.arange(len(images)), targets=[ids[label] for label in labels], classes=classes)
-

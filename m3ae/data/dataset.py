@@ -105,6 +105,11 @@ class TaskDataset(Dataset):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def label_names(self) -> list[str]:
+        """What a classifier head's outputs stand for, in index order: the answers (vqa) or the classes (cls)."""
+        return self.answers if self.kind == "vqa" else self.classes
+
     def __len__(self) -> int:
         return len(self.texts)
 

@@ -12,6 +12,10 @@ every question is OPEN.
 A row missing a field, or with an answer type other than OPEN/CLOSED, is an
 error naming the file and row. As in the paper's code at most one missing
 image per split is tolerated (skipped with a warning).
+
+    questions = read_questions("vqa_rad", folder)   # every question in the files
+    answers = answer_order(questions)               # the head's classes, the official order
+    rows = with_images("vqa_rad", "train", questions["train"])
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from m3ae.data.answers import normalize_answer
+from m3ae.data.answers import label_set, normalize_answer
 from m3ae.data.real.common import SPLITS, DataFormatError, keep_existing_images, read_text, require_file
 from m3ae.data.real.layout import LAYOUTS, MEDVQA_CATEGORIES
 
 ANSWER_TYPES = {"closed": 0, "open": 1}
+JSON_FIELDS = {"vqa_rad": ("image_name", None), "slake": ("img_name", "en")}  # image field, language kept
+VQA_DATASETS = ("vqa_rad", "slake", "medvqa_2019")
 
 
 @dataclass
@@ -35,31 +41,44 @@ class VQARows:
     answer_types: list[int]
 
 
-def read_vqa_rad(folder: Path) -> dict[str, VQARows]:
-    return {s: _read_json(folder, "vqa_rad", s, "image_name", None) for s in SPLITS}
+def read_questions(name: str, folder: Path) -> dict[str, VQARows]:
+    """split -> every question of dataset `name`'s files (SLAKE: the English ones), whether
+    or not its image exists."""
+    if name == "medvqa_2019":
+        return {s: _read_medvqa_2019(folder, s) for s in SPLITS}
+    image_key, language = JSON_FIELDS[name]
+    return {s: _read_json(folder, name, s, image_key, language) for s in SPLITS}
 
 
-def read_slake(folder: Path) -> dict[str, VQARows]:
-    return {s: _read_json(folder, "slake", s, "img_name", "en") for s in SPLITS}
+def answer_order(questions: dict[str, VQARows]) -> list[str]:
+    """The answer classes in the official code's order (github.com/zhjohnchan/M3AE,
+    prepro/make_arrow.py, make_arrow_vqa): its ans2label takes every distinct answer of
+    train, val, test in order of first appearance, before it drops the questions whose
+    image is missing, so we do too: a released head's class i is answer i here."""
+    return label_set({s: rows.answers for s, rows in questions.items()})
 
 
-def read_medvqa_2019(folder: Path) -> dict[str, VQARows]:
+def with_images(name: str, split: str, rows: VQARows) -> VQARows:
+    """The questions whose image file exists (at most one missing image per split is tolerated)."""
+    exists = keep_existing_images(name, split, rows.images, max_missing=1)
+    keep = lambda seq: [v for v, ok in zip(seq, exists) if ok]  # noqa: E731
+    return VQARows(keep(rows.images), keep(rows.questions), keep(rows.answers), keep(rows.answer_types))
+
+
+def _read_medvqa_2019(folder: Path, split: str) -> VQARows:
     layout = LAYOUTS["medvqa_2019"]
-    out = {}
-    for split in SPLITS:
-        rows = VQARows([], [], [], [])
-        for index in range(len(MEDVQA_CATEGORIES)):
-            path = require_file(folder / layout.file(split, index), f"{layout.described}, lines image_id|question|answer")
-            for lineno, line in enumerate(read_text(path).strip().splitlines(), start=1):
-                fields = line.split("|")
-                if len(fields) != 3:
-                    raise DataFormatError(f"{path}:{lineno}: expected image_id|question|answer, got {line!r}")
-                rows.images.append(folder / layout.image_dir(split) / f"{fields[0].strip()}.jpg")
-                rows.questions.append(fields[1].strip())
-                rows.answers.append(normalize_answer(fields[2]))
-                rows.answer_types.append(ANSWER_TYPES["open"])
-        out[split] = _existing("medvqa_2019", split, rows)
-    return out
+    rows = VQARows([], [], [], [])
+    for index in range(len(MEDVQA_CATEGORIES)):
+        path = require_file(folder / layout.file(split, index), f"{layout.described}, lines image_id|question|answer")
+        for lineno, line in enumerate(read_text(path).strip().splitlines(), start=1):
+            fields = line.split("|")
+            if len(fields) != 3:
+                raise DataFormatError(f"{path}:{lineno}: expected image_id|question|answer, got {line!r}")
+            rows.images.append(folder / layout.image_dir(split) / f"{fields[0].strip()}.jpg")
+            rows.questions.append(fields[1].strip())
+            rows.answers.append(normalize_answer(fields[2]))
+            rows.answer_types.append(ANSWER_TYPES["open"])
+    return rows
 
 
 def _read_json(folder: Path, name: str, split: str, image_key: str, language) -> VQARows:
@@ -92,10 +111,4 @@ def _read_json(folder: Path, name: str, split: str, image_key: str, language) ->
         rows.answer_types.append(ANSWER_TYPES[answer_type])
     if not rows.questions:
         raise DataFormatError(f"{path}: no questions" + (f" with q_lang {language!r}" if language else ""))
-    return _existing(name, split, rows)
-
-
-def _existing(name: str, split: str, rows: VQARows) -> VQARows:
-    exists = keep_existing_images(name, split, rows.images, max_missing=1)
-    keep = lambda seq: [v for v, ok in zip(seq, exists) if ok]  # noqa: E731
-    return VQARows(keep(rows.images), keep(rows.questions), keep(rows.answers), keep(rows.answer_types))
+    return rows
