@@ -143,9 +143,11 @@ def eval_example_costs(cfg, probe_size: int = 8) -> tuple[StepCost, StepCost]:
 
 
 def eval_passes(cfg) -> int:
-    """Validation passes of a fine-tuning run (m3ae.train.finetune.is_eval_epoch)."""
+    """Validation passes of a fine-tuning run (m3ae.train.finetune.is_eval_epoch; one when it only evaluates)."""
     from m3ae.train.finetune import is_eval_epoch
 
+    if cfg.finetune.evaluate_only:
+        return 1
     return sum(is_eval_epoch(epoch, cfg.finetune) for epoch in range(1, cfg.finetune.epochs + 1))
 
 
@@ -209,7 +211,7 @@ def estimate_study(spec, progress=print) -> StudyEstimate:
             examples = finetune_examples(tcfg, task)
             if examples is None:
                 continue
-            steps = -(-examples // tcfg.finetune.batch_size) * tcfg.finetune.epochs
+            steps = 0 if tcfg.finetune.evaluate_only else -(-examples // tcfg.finetune.batch_size) * tcfg.finetune.epochs
             est.finetune_flops += fine.flops * steps
             est.finetune_seconds += fine.seconds * steps
             fused, images = eval_examples(cfg, task)

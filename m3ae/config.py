@@ -401,6 +401,8 @@ class FinetuneConfig(OptimConfig):
     eval_batch_size: int = 256  # examples per evaluation forward (no gradients: larger than training's)
     precision: Literal["fp32", "bf16"] = "fp32"
     per_task: PerTaskConfig = field(default_factory=PerTaskConfig)  # each task's own settings (task_config)
+    # no training: score the model as loaded, e.g. a released fine-tuned head (`ablate import-m3ae --task`)
+    evaluate_only: bool = False
 
     def __post_init__(self):
         super().__post_init__()

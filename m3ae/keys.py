@@ -28,7 +28,7 @@ NOT_PRETRAINING_DATA = ("num_workers", *(name for task, names in SYNTH_TASK_FIEL
 # out of both keys at that value, so earlier trials and cached pre-trainings keep their keys.
 LATER_FIELDS = {"pretrain.micro_batch_size": 0, "finetune.micro_batch_size": 0,
                 "finetune.per_task": to_dict(PerTaskConfig()), "model.fusion.input_norm": True, "model.init": None,
-                "model.vision.image_norm": "half"}
+                "model.vision.image_norm": "half", "finetune.evaluate_only": False}
 
 
 def _plain(cfg: Config) -> dict[str, Any]:

@@ -101,6 +101,7 @@ def test_evaluation_is_part_of_the_estimate():
 
     cfg = apply_overrides(profile("smoke"), {"finetune.epochs": 10, "finetune.eval_every_epochs": 3})
     assert eval_passes(cfg) == 4  # epochs 3, 6, 9 and the last
+    assert eval_passes(apply_overrides(cfg, {"finetune.evaluate_only": True})) == 1
     examples, images = eval_examples(cfg, "synth_vqa")
     assert examples == images * cfg.data.synth_questions_per_image
     irtr_examples, irtr_images = eval_examples(cfg, "synth_irtr")

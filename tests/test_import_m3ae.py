@@ -4,16 +4,23 @@ modules), converted through the explicit key map and loaded through `model.init`
 
 from __future__ import annotations
 
+import json
+
+import pytest
 import torch
 import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, _convert_openai_clip
 from transformers import RobertaConfig, RobertaModel
 
 from ablations.cli import main
+from fixtures.real_datasets import WRITERS
 from m3ae.batch import TextVocab
-from m3ae.config import apply_overrides, profile
+from m3ae.config import ConfigError, apply_overrides, profile
+from m3ae.data import build_dataset
 from m3ae.model import build_model
-from m3ae.train.checkpoint import load_checkpoint
+from m3ae.tasks import get_task
+from m3ae.train.checkpoint import CheckpointMismatchError, load_checkpoint
+from m3ae.train.finetune import finetune
 
 W, H, D, V, LAYERS, PATCH, GRID = 32, 32, 16, 120, 2, 16, 3  # vision, fusion, MIM decoder widths; vocab; ...
 # what the shapes do not tell: heads (the official code: width // 64) and, in 2 fusion layers, MIM's layer
@@ -21,8 +28,10 @@ HEADS = ["model.vision.num_heads=2", "model.text.num_heads=2", "model.fusion.num
          "model.mim.decoder_heads=2", "model.mim.recon_layer=1"]
 
 
-def _official_state(heads: bool = True, task_head: bool = False, V: int = V) -> dict[str, torch.Tensor]:  # noqa: N803
-    """A state_dict with the official key names and shapes, random values."""
+def _official_state(heads: bool = True, task_head: tuple[str, int] | None = None,
+                    V: int = V) -> dict[str, torch.Tensor]:  # noqa: N803
+    """A state_dict with the official key names and shapes, random values; `task_head`
+    (name, classes) adds a fine-tuned classifier, e.g. ("vqa_head", 5)."""
     g = torch.Generator().manual_seed(0)
     r = lambda *shape: torch.randn(*shape, generator=g) * 0.1  # noqa: E731
     s: dict[str, torch.Tensor] = {}
@@ -71,8 +80,11 @@ def _official_state(heads: bool = True, task_head: bool = False, V: int = V) -> 
             _clip_block(s, f"mim_head.decoder.resblocks.{i}.", D, r)
         s["mim_head.decoder_norm.weight"], s["mim_head.decoder_norm.bias"] = 1 + r(D), r(D)
         s["mim_head.decoder_pred.weight"], s["mim_head.decoder_pred.bias"] = r(PATCH * PATCH * 3, D), r(PATCH ** 2 * 3)
-    if task_head:
-        s["vqa_head.0.weight"], s["vqa_head.3.weight"] = r(2 * H, 2 * H), r(7, 2 * H)
+    if task_head:  # nn.Sequential(Linear, LayerNorm, GELU, Linear)
+        name, classes = task_head
+        s[f"{name}.0.weight"], s[f"{name}.0.bias"] = r(2 * H, 2 * H), r(2 * H)
+        s[f"{name}.1.weight"], s[f"{name}.1.bias"] = 1 + r(2 * H), r(2 * H)
+        s[f"{name}.3.weight"], s[f"{name}.3.bias"] = r(classes, 2 * H), r(classes)
     return s
 
 
@@ -162,9 +174,10 @@ def test_an_imported_fusion_layer_computes_the_official_layer(tmp_path, capsys):
 
 
 def test_a_fine_tuned_checkpoint_imports_its_backbone(tmp_path, capsys):
-    code, out, printed = _import(tmp_path, _official_state(heads=False, task_head=True), capsys)
+    code, out, printed = _import(tmp_path, _official_state(heads=False, task_head=("vqa_head", 7)), capsys)
     assert code == 0, printed.err
-    assert "fine-tuned task head" in printed.out
+    assert "fine-tuned task head" in printed.out and "--task TASK --data-root DIR keeps it" in printed.out
+    assert "task_head" not in load_checkpoint(out)
     weights = load_checkpoint(out)["model"]
     assert not any(k.startswith(("objectives.", "itm_head.")) for k in weights)
     _, model = _model_from(out, printed.out)  # the pre-training heads the file lacks keep their init
@@ -210,8 +223,6 @@ def _roberta_style_tokenizer(folder, texts):
 def test_ablate_train_fine_tunes_from_an_imported_checkpoint(tmp_path, capsys):
     """The documented path: import, then `ablate train --profile paper --set pretrain.enabled=false
     --set model.init=FILE` on VQA-RAD (real-format fixture), at another image size than the checkpoint's."""
-    import json
-
     from fixtures.real_datasets import write_vqa_rad
 
     root = tmp_path / "data"
@@ -232,3 +243,96 @@ def test_ablate_train_fine_tunes_from_an_imported_checkpoint(tmp_path, capsys):
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads((tmp_path / "runs" / "train" / "imported" / "metrics.json").read_text())
     assert set(summary["tasks"]["vqa_rad"]["test"]) == {"overall_acc", "open_acc", "closed_acc"}
+
+
+# ---------------------------------------------------------------- released fine-tuned heads
+
+# The official code's class order for the fixtures, worked out by hand from its prepro/make_arrow.py:
+# VQA-RAD's ans2label is first appearance over train, val, test (train's three images ask _QA[0:3],
+# [1:4], [2:5] of fixtures.real_datasets); MELINDA's is the sorted p_meth_label values.
+OFFICIAL_ORDER = {"vqa_rad": ["yes", "no", "brain", "2", "left lung"],
+                  "melinda": ["gel", "medical_imaging", "microscopy", "plot"]}
+HEAD_OF = {"vqa_rad": "vqa_head", "melinda": "cls_head"}
+
+
+def _import_released(tmp_path, capsys, task, classes=None, args=None):
+    """A released fine-tuned checkpoint of `task` (its head with `classes` rows, default the
+    official count) and the task's fixture files under tmp_path/data, imported with --task."""
+    root = tmp_path / "data"
+    WRITERS[task](root)
+    vocab = _roberta_style_tokenizer(tmp_path / "tokenizer", ["Is there a mass in the left lung?",
+                                                              "Figure 1: a microscopy image, with a comma."] * 3)
+    official = _official_state(heads=False, task_head=(HEAD_OF[task], classes or len(OFFICIAL_ORDER[task])), V=vocab)
+    src, out = _save(tmp_path / "released.ckpt", official), tmp_path / "released.pt"
+    args = ["--task", task, "--data-root", str(root)] if args is None else args
+    code = main(["import-m3ae", str(src), "--out", str(out), *args, *sum((["--set", h] for h in HEADS), [])])
+    return code, out, official, capsys.readouterr()
+
+
+def _evaluate_only(tmp_path, printed: str, task: str):
+    """The paper profile with the import's overrides, the fixture data, evaluate_only."""
+    line = printed.split("use it with --profile paper", 1)[1].splitlines()[0]
+    return apply_overrides(profile("paper"), [
+        *HEADS, *(s.strip() for s in line.split("--set")[1:]), f"data.root={tmp_path / 'data'}",
+        f"data.tokenizer={tmp_path / 'tokenizer'}", "pretrain.enabled=false", "finetune.precision=fp32",
+        "finetune.evaluate_only=true", f"finetune.per_task.{task}.image_size=64",
+        f"finetune.per_task.{task}.max_length=24"])
+
+
+@pytest.mark.parametrize("task", ["vqa_rad", "melinda"])
+def test_a_released_head_gives_the_official_logit_for_every_answer(tmp_path, capsys, task):
+    """Imported with --task, the head gives for every answer (class) the logit the official head
+    gives for it, and evaluate_only scores it without a training step. VQA-RAD's training file is
+    then rewritten in reverse order, so the loader's answer order is another: the rows follow the names."""
+    code, out, official, printed = _import_released(tmp_path, capsys, task)
+    assert code == 0, printed.err
+    assert f"with its {HEAD_OF[task]} for task {task}: {len(OFFICIAL_ORDER[task])} classes" in printed.out
+    assert load_checkpoint(out)["task_head"]["classes"] == OFFICIAL_ORDER[task]
+    if task == "vqa_rad":
+        path = tmp_path / "data/vqa_rad/trainset.json"
+        path.write_text(json.dumps(json.loads(path.read_text())[::-1]))
+    cfg = _evaluate_only(tmp_path, printed.out, task)
+    result = finetune(cfg, task, None, tmp_path / "run", tmp_path / "cache", keep_model=True)
+    labels = build_dataset(task, "train", cfg, None, tmp_path / "cache").label_names
+    assert sorted(labels) == sorted(OFFICIAL_ORDER[task])
+    assert (labels != OFFICIAL_ORDER[task]) == (task == "vqa_rad")
+    head = HEAD_OF[task]
+    reference = torch.nn.Sequential(torch.nn.Linear(2 * H, 2 * H), torch.nn.LayerNorm(2 * H), torch.nn.GELU(),
+                                    torch.nn.Linear(2 * H, len(labels)))  # the official head
+    reference.load_state_dict({k.removeprefix(head + "."): t for k, t in official.items() if k.startswith(head)})
+    pooled = torch.randn(4, 2 * H)
+    with torch.no_grad():
+        ours, theirs = result.model.head(pooled), reference(pooled)
+    output = result.model.head.get_submodule("net.3")
+    for j, label in enumerate(labels):
+        row = OFFICIAL_ORDER[task].index(label)
+        assert torch.equal(output.weight[j], official[f"{head}.3.weight"][row]), label  # copied, not refitted
+        torch.testing.assert_close(ours[:, j], theirs[:, row], rtol=1e-6, atol=1e-6)  # BLAS may sum in another order
+    assert result.best_epoch == 0 and result.flops == 0
+    assert set(result.metrics) == set(get_task(task).metric_names) == set(result.val_metrics)
+
+
+def test_a_head_that_does_not_fit_the_data_is_a_clear_error(tmp_path, capsys):
+    # at import: the head's class count against the official order of the files
+    code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad", classes=7)
+    assert code == 2 and not out.exists() and "Traceback" not in printed.err
+    assert "its vqa_head has 7 classes, and the official order of vqa_rad" in printed.err and "has 5" in printed.err
+    # at import: a VQA head for a classification task; --task without the data
+    code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad", args=["--task", "melinda"])
+    assert code == 2 and "--task melinda needs a cls_head" in printed.err and "has vqa_head" in printed.err
+    code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad", args=["--task", "vqa_rad"])
+    assert code == 2 and "pass --data-root DIR" in printed.err
+    # at load: the data has an answer the head was not trained on
+    code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad")
+    assert code == 0, printed.err
+    cfg = _evaluate_only(tmp_path, printed.out, "vqa_rad")
+    path = tmp_path / "data/vqa_rad/testset.json"
+    original = path.read_text()
+    path.write_text(original.replace('"left lung."', '"right lung"'))
+    with pytest.raises(CheckpointMismatchError, match=r"vqa_rad head has 5 classes, the data 6.*'right lung'"):
+        finetune(cfg, "vqa_rad", None, tmp_path / "run", tmp_path / "cache")
+    # evaluate_only and no head for the task: a random head is not scored
+    path.write_text(original)
+    WRITERS["slake"](tmp_path / "data")
+    with pytest.raises(ConfigError, match="slake would be scored with an untrained head"):
+        finetune(cfg, "slake", None, tmp_path / "run", tmp_path / "cache")

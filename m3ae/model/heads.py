@@ -31,6 +31,8 @@ class ITMHead(nn.Module):
 class _MLPClassifier(nn.Module):
     """dense -> LayerNorm -> GELU -> dense, the paper's VQA classifier (1536 -> 1536 -> answers)."""
 
+    OUTPUT = "net.3"  # the last dense layer: one row per class
+
     def __init__(self, in_dim: int, num_outputs: int, hidden: int | None = None):
         super().__init__()
         hidden = hidden or in_dim

@@ -140,6 +140,38 @@ def load_init_weights(model: nn.Module, path: str, model_cfg) -> None:
                        source=f"model.init {path}")
 
 
+# A released fine-tuned head (`ablate import-m3ae --task`): {"task": name, "classes": [names in the
+# official code's order], "weights": the head's state_dict in that order}.
+TASK_HEAD = "task_head"
+
+
+def read_task_head(path: str, task: str) -> dict[str, Any] | None:
+    """The fine-tuned head a `model.init` checkpoint carries for `task` (None: no head, or another task's)."""
+    saved = load_checkpoint(Path(path).expanduser()).get(TASK_HEAD)
+    return saved if saved is not None and saved["task"] == task else None
+
+
+def load_task_head(head: nn.Module, saved: dict[str, Any], labels: list[str], source: str) -> None:
+    """Load an imported head into `head`, whose output i stands for `labels[i]` (the loader's order).
+
+    The checkpoint keeps the official order with its names, and the output rows are permuted
+    here, by name: a row copy is exact, and the file stays right whatever order a loader gives
+    (or a later version of it). The two class lists must be the same set."""
+    position = {name: i for i, name in enumerate(saved["classes"])}
+    unknown = [label for label in labels if label not in position]
+    if len(saved["classes"]) != len(labels) or unknown:
+        raise CheckpointMismatchError(
+            f"{source}: its {saved['task']} head has {len(saved['classes'])} classes, the data {len(labels)}"
+            + (f"; not among the head's classes: {unknown[:8]}{' ...' if len(unknown) > 8 else ''}" if unknown else "")
+            + " (other dataset files than the head was trained on? import it again with --data-root of these)")
+    head.load_state_dict(saved["weights"])
+    rows = torch.tensor([position[label] for label in labels])
+    output = head.get_submodule(head.OUTPUT)
+    with torch.no_grad():
+        output.weight.copy_(output.weight[rows])
+        output.bias.copy_(output.bias[rows])
+
+
 def load_model_weights(model: nn.Module, state: dict[str, Any], cfg, source: str = "checkpoint") -> None:
     """Load `state["model"]` into `model` (built from `cfg`), strictly.
 

@@ -6,6 +6,9 @@ task's train split, selected by the validation headline metric, scored on test.
 
 `checkpoint=None` starts from random weights: the "no pre-training" baseline.
 Both start from the same seed, so the head's initial weights are the same.
+With `model.init` (and no pre-training) a released fine-tuned head that file
+carries for the task starts the head instead, its classes matched to the
+loader's labels by name; `finetune.evaluate_only` scores it without training.
 `parallel` runs the loop data-parallel, as `pretrain` does (m3ae.train.distributed).
 """
 
@@ -18,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from m3ae.config import task_config
+from m3ae.config import ConfigError, task_config
 from m3ae.tasks import get_task
 from m3ae.train.callbacks import CallbackList
-from m3ae.train.checkpoint import load_checkpoint, load_model_weights
+from m3ae.train.checkpoint import load_checkpoint, load_model_weights, load_task_head, read_task_head
 from m3ae.train.distributed import SINGLE, DataParallel
 from m3ae.train.optim import build_optimizer
 from m3ae.train.progress import Progress
@@ -60,9 +63,8 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
     """Fine-tune on `task` for `cfg.finetune.epochs` epochs (or the task's own `finetune.per_task`
     settings); returns test metrics of the best validation epoch.
     `parallel`: this process's place in a data-parallel group (default: a single process).
-    `keep_model`: also return that epoch's model (analyses that score it further, in-process only)."""
-    from m3ae.data import make_loader
-
+    `keep_model`: also return that epoch's model (analyses that score it further, in-process only).
+    With `finetune.evaluate_only` nothing trains: the model as loaded is validated and tested."""
     cfg = task_config(cfg, task)  # the task's own batch, epochs, lr multipliers, sizes (finetune.per_task)
     spec, fcfg = get_task(task), cfg.finetune
     out_dir = Path(out_dir)
@@ -73,6 +75,37 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
 
     splits, net = _build(cfg, spec, checkpoint, Path(cache_dir))
     net = parallel.place(net)
+    if fcfg.evaluate_only:
+        fit = _validate_as_loaded(spec, net, splits["val"], cfg, callbacks, evaluating)
+    else:
+        fit = _fit(spec, net, splits, cfg, parallel, callbacks, evaluating)
+        net.load_state_dict(fit.best_state)
+    with evaluating:
+        test = _evaluate(spec, net, splits["test"], cfg)
+    result = FinetuneResult(metrics=test, seconds=time.perf_counter() - start, flops=fit.flops,
+                            eval_seconds=evaluating.seconds, val_metrics=fit.best_val, best_epoch=fit.best_epoch,
+                            model=net if keep_model else None)
+    path = out_dir / "metrics.json"
+    if parallel.is_main:
+        _write_metrics(path, task, result, checkpoint)
+    callbacks.on_artifact(task, path)
+    callbacks.on_end(task, test)
+    return result
+
+
+@dataclass
+class _Fit:
+    best_val: dict  # the selected epoch's validation metrics
+    best_epoch: int  # 0: the model as loaded
+    flops: float  # training FLOPs
+    best_state: dict | None = None  # that epoch's weights
+
+
+def _fit(spec, net, splits, cfg, parallel, callbacks, evaluating) -> _Fit:
+    """Train for the task's epochs, validating after each `eval_every_epochs`-th; keeps the best epoch."""
+    from m3ae.data import make_loader
+
+    task, fcfg = spec.name, cfg.finetune
     optimizer = build_optimizer(net.roles(), fcfg, net.parameters())
     loss_of = parallel.wrap(net, lambda batch: spec.loss(net.backbone, net.head, batch))  # in DDP when distributed
     loader_for = lambda epoch: make_loader(splits["train"], fcfg.batch_size, train=True, cfg=cfg,  # noqa: E731
@@ -85,7 +118,7 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
 
     callbacks.on_stage_start(task, fcfg.epochs * steps_per_epoch)
     parallel.seed(cfg.seed, 0)
-    step, best, best_state, best_val, best_epoch = 0, None, None, None, 0
+    step, best, fit = 0, None, None
     with Progress(fcfg.epochs * steps_per_epoch, task, enabled=None if parallel.is_main else False) as bar:
         log = StepLog(task, optimizer, parallel, callbacks, bar)
         for epoch in range(1, fcfg.epochs + 1):
@@ -99,20 +132,19 @@ def finetune(cfg, task: str, checkpoint: Path | None, out_dir: Path, cache_dir: 
                     val = _evaluate(spec, net, splits["val"], cfg)  # every process: the same numbers
                 callbacks.on_eval(task, step, {f"val_{k}": v for k, v in val.items()})
                 if spec.better(val[spec.headline], best):
-                    best, best_val, best_epoch = val[spec.headline], val, epoch
-                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    net.load_state_dict(best_state)
+                    best = val[spec.headline]
+                    fit = _Fit(val, epoch, 0.0, {k: v.detach().clone() for k, v in net.state_dict().items()})
+    fit.flops = float(log.flops_per_step) * step
+    return fit
+
+
+def _validate_as_loaded(spec, net, val_set, cfg, callbacks, evaluating) -> _Fit:
+    """`finetune.evaluate_only`: no optimizer, no step; the validation metrics of the model as loaded."""
+    callbacks.on_stage_start(spec.name, 0)
     with evaluating:
-        test = _evaluate(spec, net, splits["test"], cfg)
-    result = FinetuneResult(metrics=test, seconds=time.perf_counter() - start, flops=float(log.flops_per_step) * step,
-                            eval_seconds=evaluating.seconds, val_metrics=best_val, best_epoch=best_epoch,
-                            model=net if keep_model else None)
-    path = out_dir / "metrics.json"
-    if parallel.is_main:
-        _write_metrics(path, task, result, checkpoint)
-    callbacks.on_artifact(task, path)
-    callbacks.on_end(task, test)
-    return result
+        val = _evaluate(spec, net, val_set, cfg)
+    callbacks.on_eval(spec.name, 0, {f"val_{k}": v for k, v in val.items()})
+    return _Fit(val, 0, 0.0)
 
 
 def _build(cfg, spec, checkpoint: Path | None, cache_dir: Path) -> tuple[dict, TaskModel]:
@@ -129,7 +161,23 @@ def _build(cfg, spec, checkpoint: Path | None, cache_dir: Path) -> tuple[dict, T
     model = build_model(cfg.model, text_vocab(tokenizer))
     if checkpoint is not None:
         load_model_weights(model, load_checkpoint(checkpoint), cfg, source=str(checkpoint))
-    return splits, TaskModel(model, spec.build_head(model, splits["train"]))
+    head = spec.build_head(model, splits["train"])
+    imported = head is not None and checkpoint is None and _load_imported_head(cfg, spec, head, splits["train"])
+    if cfg.finetune.evaluate_only and head is not None and not imported:
+        raise ConfigError(f"finetune.evaluate_only: task {spec.name} would be scored with an untrained head; "
+                          f"model.init needs the head of a released {spec.name} checkpoint (ablate import-m3ae "
+                          f"--task {spec.name} --data-root DIR), and pretrain.enabled=false")
+    return splits, TaskModel(model, head)
+
+
+def _load_imported_head(cfg, spec, head, train_set) -> bool:
+    """Start `head` from the fine-tuned head `model.init` carries for this task, if it has one."""
+    if cfg.model.init is None:
+        return False
+    saved = read_task_head(cfg.model.init, spec.name)
+    if saved is not None:
+        load_task_head(head, saved, train_set.label_names, f"model.init {cfg.model.init}")
+    return saved is not None
 
 
 def _write_metrics(path: Path, task: str, result: FinetuneResult, checkpoint: Path | None) -> None:

@@ -1,7 +1,8 @@
 """The official M3AE checkpoints (zhjohnchan/M3AE, PyTorch Lightning `.ckpt`) in this project's format.
 
-    weights, found = convert_state(ckpt["state_dict"])   # explicit key map; unmapped keys are an error
-    cfg = official_config(found, base_cfg)                # sizes read off the tensors' shapes
+    conversion = convert_state(ckpt["state_dict"])   # explicit key map; unmapped keys are an error
+    official_sizes(conversion.weights)                # config overrides read off the tensors' shapes
+    conversion.head                                   # a fine-tuned checkpoint's vqa_head / cls_head
 
 The official model (m3ae/modules/m3ae_module.py) and ours are the same network
 with other names: OpenAI CLIP's VisualTransformer = timm's CLIP ViT; RoBERTa
@@ -12,7 +13,10 @@ MIM decoder's OpenAI-style blocks = timm Blocks. What differs is listed in
 docs/paper_scale.md (QuickGELU in the MIM decoder, LayerNorm eps).
 
 Keys that are deliberately not imported are listed in IGNORED with the reason;
-anything neither mapped nor ignored stops the conversion.
+anything neither mapped nor ignored stops the conversion. A fine-tuned
+classifier head is returned apart from the model's weights: its rows follow
+the official code's class order, which `ablate import-m3ae --task` stores
+with it (m3ae/data/real/classes.py).
 """
 
 from __future__ import annotations
@@ -80,15 +84,21 @@ IGNORED = {
     r"language_encoder\.pooler\..*": "RoBERTa's own pooler; M3AE pools with its multi-modal poolers",
     r"language_encoder\.embeddings\.position_ids": "a constant index buffer",
     r"mim_head\.decoder_pos_embed": "fixed 2-D sin-cos positions; ours are computed, not stored",
-    r"(vqa_head|cls_head|irtr_head)\..*": "a fine-tuned task head: its classes are the official answer/label "
-                                          "order; fine-tuning here builds its own head",
+    r"irtr_head\..*": "ROCO retrieval's fine-tuned score (one logit); retrieval here scores with the ITM head",
 }
+
+# A fine-tuned classifier (nn.Sequential of Linear, LayerNorm, GELU, Linear): the layers of our
+# VQAHead / ClassificationHead under `net.`. Kept apart from the model's weights: it is stored
+# with its class order (`ablate import-m3ae --task`), or left out.
+TASK_HEAD = re.compile(r"(vqa_head|cls_head)\.(\d+)\.(weight|bias)")
 
 
 @dataclass
 class Conversion:
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # our key -> tensor
     ignored: dict[str, str] = field(default_factory=dict)  # official key -> reason
+    head: dict[str, torch.Tensor] = field(default_factory=dict)  # a fine-tuned task head, our head's names
+    head_name: str | None = None  # vqa_head | cls_head
     unmapped: list[str] = field(default_factory=list)  # official keys neither mapped nor ignored
 
 
@@ -104,6 +114,11 @@ def convert_state(state: dict[str, torch.Tensor]) -> Conversion:
         reason = next((why for pattern, why in IGNORED.items() if re.fullmatch(pattern, key)), None)
         if reason is not None:
             out.ignored[key] = reason
+            continue
+        head = TASK_HEAD.fullmatch(key)
+        if head and out.head_name in (None, head[1]):
+            out.head_name = head[1]
+            out.head[f"net.{head[2]}.{head[3]}"] = tensor
             continue
         target = _rename(key, tensor)
         if target is not None:
