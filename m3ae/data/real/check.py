@@ -26,14 +26,19 @@ from m3ae.data.real.layout import ALL, LAYOUTS, MEDVQA_CATEGORIES
 # Published sizes (examples per split; images where the source gives them). None: no published count
 # we could confirm. VQA-RAD: 3,064 train / 451 test questions; SLAKE: the English questions of its
 # 4,919 / 1,053 / 1,061 split; VQA-Med-2019: 12,792 / 2,000 / 500 questions on 3,200 / 500 / 500
-# images (ImageCLEF 2019 overview); ROCO radiology: 65,450 / 8,183 / 8,182 pairs (before captions
-# of fewer than 3 words are dropped). MedICaT's radiology subset and MELINDA's split: not confirmed.
+# images (ImageCLEF 2019 overview).
+# ROCO radiology: 65,448 / 8,180 / 8,179 images, one caption each (before captions of fewer than 3
+# words are dropped), as listed in github.com/razorx89/roco-dataset data/{train,validation,test}/
+# radiology/ (validation and test: captions.txt; train: licences.txt, the same ids as captions.txt
+# in the other two splits).
+# MedICaT: github.com/allenai/medicat gives 217,060 figures in all, not how many are radiology (the
+# subset used here); MELINDA: its split sizes were not found in a source we could read. Both stay None.
 PUBLISHED: dict[str, dict[str, tuple[Optional[int], Optional[int]]]] = {
     "vqa_rad": {"train": (3064, None), "val": (None, None), "test": (451, None)},
     "slake": {"train": (4919, None), "val": (1053, None), "test": (1061, None)},
     "medvqa_2019": {"train": (12792, 3200), "val": (2000, 500), "test": (500, 500)},
     "melinda": {"train": (None, None), "val": (None, None), "test": (None, None)},
-    "roco": {"train": (65450, 65450), "val": (8183, 8183), "test": (8182, 8182)},
+    "roco": {"train": (65448, 65448), "val": (8180, 8180), "test": (8179, 8179)},
     "medicat": {ALL: (None, None)},
 }
 
