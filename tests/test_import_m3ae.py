@@ -322,6 +322,11 @@ def test_a_head_that_does_not_fit_the_data_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "--task melinda needs a cls_head" in printed.err and "has vqa_head" in printed.err
     code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad", args=["--task", "vqa_rad"])
     assert code == 2 and "pass --data-root DIR" in printed.err
+    partial = {k: t for k, t in _official_state(heads=False, task_head=("vqa_head", 5)).items() if k != "vqa_head.1.bias"}
+    src = _save(tmp_path / "partial.ckpt", partial)
+    assert main(["import-m3ae", str(src), "--out", str(tmp_path / "partial.pt"), "--task", "vqa_rad",
+                 "--data-root", str(tmp_path / "data"), *sum((["--set", h] for h in HEADS), [])]) == 2
+    assert "its vqa_head does not have the layers of VQAHead" in capsys.readouterr().err
     # at load: the data has an answer the head was not trained on
     code, out, _, printed = _import_released(tmp_path, capsys, "vqa_rad")
     assert code == 0, printed.err

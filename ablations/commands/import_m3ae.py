@@ -144,19 +144,20 @@ def _task_head(conversion, task_name: str | None, root, cfg, source: Path) -> di
     if conversion.head_name != name:
         raise UsageError(f"--task {task_name} needs a {name}; {source} has "
                          f"{conversion.head_name or 'no task head (a pre-trained checkpoint?)'}")
+    output = conversion.head.get(head_class.OUTPUT + ".weight")
+    rows = 0 if output is None else output.shape[0]
+    with torch.device("meta"):
+        own = head_class(2 * cfg.model.fusion.hidden_size, max(rows, 1)).state_dict()
+    if {k: v.shape for k, v in own.items()} != {k: v.shape for k, v in conversion.head.items()}:
+        raise UsageError(f"{source}: its {name} does not have the layers of {head_class.__name__}")
     if not root:
         raise UsageError(f"--task {task_name}: pass --data-root DIR, the folder holding {task.dataset}/ (the head's "
                          "class order is read from the dataset files)")
     classes = official_classes(task.dataset, Path(root))
-    rows = conversion.head[head_class.OUTPUT + ".weight"].shape[0]
     if rows != len(classes):
         raise UsageError(f"{source}: its {name} has {rows} classes, and the official order of {task.dataset} under "
                          f"{root} has {len(classes)}: not the dataset files the head was trained on, or the head of "
                          "another task")
-    with torch.device("meta"):
-        own = head_class(2 * cfg.model.fusion.hidden_size, rows).state_dict()
-    if {k: v.shape for k, v in own.items()} != {k: v.shape for k, v in conversion.head.items()}:
-        raise UsageError(f"{source}: its {name} does not have the layers of {head_class.__name__}")
     return {"task": task_name, "classes": classes, "weights": conversion.head}
 
 
