@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ablate_common.naming import factor_aliases, setting_name
 from ablate_common.tables import render_table
 from ablations import tracking
 from ablations.sequential import compare
@@ -89,7 +90,9 @@ def verdict_table(spec: StudySpec, decisions: Sequence[Decision], stop_reason: s
     if not decisions:
         return f"Verdicts on {spec.metric.name}: nothing to compare (one setting, or no finished trials)."
     level = f"{100 * (1 - plan.alpha):g}%"
-    rows = [[label(d.setting), label(d.against), str(d.seeds), "-" if d.diff is None else f"{d.diff:+.2f}",
+    aliases = factor_aliases(spec.factor_paths, spec.alias)  # settings named as their runs are
+    rows = [[setting_name(d.setting, aliases) or "(one setting)", setting_name(d.against, aliases), str(d.seeds),
+             "-" if d.diff is None else f"{d.diff:+.2f}",
              "-" if d.ci_low is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]", d.verdict] for d in decisions]
     header = ["setting", "vs leader", "seeds", "difference", f"interval ({level})", "verdict"]
     equivalence = f"; equivalent: inside +-{plan.min_effect:g}" if plan.min_effect is not None else ""

@@ -267,14 +267,23 @@ def of_study(data) -> list[Finding]:
     reference = data.spec.get("reference") or {}
     if not (reference.get("ranking") or reference.get("values")) or data.headline is None:
         return []
-    from dashboards.load import TRIAL_COLUMNS
-
     finished = data.trials[data.trials["state"] == "FINISHED"]
-    # the single paths (a zip group's label column is not a factor to pair on)
-    paths = [c for c in data.trials.columns if c not in TRIAL_COLUMNS and "/" not in c and not c.startswith("zip: ")]
+    paths = factor_paths(data)
     return paper_findings(finished, reference, data.headline, data.mode, factors=paths,
                           profile=str(data.spec.get("profile", "")), decisions=data.decisions,
-                          aliases=factor_aliases(paths, data.spec.get("alias") or {}))
+                          aliases=study_aliases(data))
+
+
+def factor_paths(data) -> list[str]:
+    """The study's single factor paths (a zip group's label column is not a factor to pair on)."""
+    from dashboards.load import TRIAL_COLUMNS
+
+    return [c for c in data.trials.columns if c not in TRIAL_COLUMNS and "/" not in c and not c.startswith("zip: ")]
+
+
+def study_aliases(data) -> dict[str, str]:
+    """The short name of each factor, as the study's run names use them ("img", "txt", ...)."""
+    return factor_aliases(factor_paths(data), data.spec.get("alias") or {})
 
 
 @dataclass(frozen=True)

@@ -77,13 +77,14 @@ def _verdict_section(page: html.Page, data: StudyData, finished: pd.DataFrame) -
         section.blocks.append(html.paragraph("No verdicts yet: `ablate run` writes them (decisions.json) when the "
                                              "study ends.", "note"))
         return
-    table = summaries.decision_table(data.decisions)
+    aliases = findings.study_aliases(data)  # the run names' short settings, as the findings table above
+    table = summaries.decision_table(data.decisions, aliases)
     shown = table.assign(interval=[f"[{lo:+.3g}, {hi:+.3g}]" if pd.notna(lo) else "–"
                                    for lo, hi in zip(table["ci_low"], table["ci_high"])])
     shown = shown[["setting", "vs leader", "seeds", "difference", "interval", "verdict"]]
     classes = ["flag" if v == "undecided" else "" for v in table["verdict"]]
     section.blocks.append(html.table_html(shown, classes))
-    differences = summaries.paired_differences(finished, data.decisions, data.headline)
+    differences = summaries.paired_differences(finished, data.decisions, data.headline, aliases)
     if len(differences):
         page.figure(section, figures.paired_differences(table, differences, data.headline, min_effect))
 

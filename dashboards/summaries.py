@@ -389,18 +389,29 @@ def state_counts(trials: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- verdicts (decisions.json)
 
 
-def decision_table(decisions: Sequence[Mapping]) -> pd.DataFrame:
+def setting_label(setting: Mapping[str, object], aliases: Mapping[str, str] | None = None) -> str:
+    """A setting as its run name uses it ("pretrain-noimg-txt-itm") when the study's factor aliases
+    are given, else as paths and values ("mim.mask_ratio=0.75")."""
+    from ablate_common.naming import setting_name
+
+    return setting_name(setting, aliases) if aliases is not None else format_setting(setting)
+
+
+def decision_table(decisions: Sequence[Mapping], aliases: Mapping[str, str] | None = None) -> pd.DataFrame:
     """decisions.json (each setting against the leader) as the dashboard's opening table:
-    [setting, vs leader, seeds, difference, ci_low, ci_high, verdict]."""
-    rows = [{"setting": format_setting(d["setting"]) or "(one setting)", "vs leader": format_setting(d["against"]),
+    [setting, vs leader, seeds, difference, ci_low, ci_high, verdict]; settings named as `setting_label`."""
+    rows = [{"setting": setting_label(d["setting"], aliases) or "(one setting)",
+             "vs leader": setting_label(d["against"], aliases),
              "seeds": d["seeds"], "difference": _number(d.get("diff")), "ci_low": _number(d.get("ci_low")),
              "ci_high": _number(d.get("ci_high")), "verdict": d["verdict"]} for d in decisions]
     return pd.DataFrame(rows, columns=["setting", "vs leader", "seeds", "difference", "ci_low", "ci_high", "verdict"])
 
 
-def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metric: str) -> pd.DataFrame:
+def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metric: str,
+                       aliases: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Per comparison of decisions.json, the paired differences by seed (setting - leader) from the
-    finished trials: [comparison, seed, setting_value, against_value, diff]."""
+    finished trials: [comparison, seed, setting_value, against_value, diff]; comparisons labelled
+    "<setting> vs <leader>" as `decision_table` names them."""
     columns = ["comparison", "seed", "setting_value", "against_value", "diff"]
     finished = trials[trials["state"] == "FINISHED"] if "state" in trials else trials
     rows = []
@@ -410,7 +421,7 @@ def paired_differences(trials: pd.DataFrame, decisions: Sequence[Mapping], metri
         own = at_setting(finished, d["setting"])[["seed", metric]].dropna()
         lead = at_setting(finished, d["against"])[["seed", metric]].dropna()
         pairs = own.merge(lead, on="seed", suffixes=("_setting", "_against")).sort_values("seed")
-        label = f"{format_setting(d['setting'])} vs {format_setting(d['against'])}"
+        label = f"{setting_label(d['setting'], aliases)} vs {setting_label(d['against'], aliases)}"
         for _, p in pairs.iterrows():
             a, b = float(p[f"{metric}_setting"]), float(p[f"{metric}_against"])
             rows.append({"comparison": label, "seed": int(p["seed"]), "setting_value": a, "against_value": b,

@@ -184,6 +184,15 @@ def test_paired_differences_by_seed_hand_computed():
     assert set(diffs["comparison"]) == {"mim.mask_ratio=0.25 vs mim.mask_ratio=0.75"}
 
 
+def test_verdicts_name_settings_as_their_runs_with_the_study_aliases():
+    aliases = {"model.mim.mask_ratio": "img"}
+    table = S.decision_table(DECISIONS, aliases)
+    assert (table.loc[0, "setting"], table.loc[0, "vs leader"]) == ("img.25", "img.75")
+    trials = pd.DataFrame({"model.mim.mask_ratio": [0.25, 0.75], "seed": [0, 0], "state": ["FINISHED"] * 2,
+                           "acc": [50.0, 51.0]})
+    assert list(S.paired_differences(trials, DECISIONS, "acc", aliases)["comparison"]) == ["img.25 vs img.75"]
+
+
 def test_paired_differences_skip_unfinished_trials_and_unknown_paths():
     trials = pd.DataFrame({"model.mim.mask_ratio": [0.25, 0.75], "seed": [0, 0], "state": ["FAILED", "FINISHED"],
                            "acc": [50.0, 51.0]})
