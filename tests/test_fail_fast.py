@@ -340,15 +340,21 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_leaves_nothing_running(tmp_path)
     study = tmp_path / "study.yaml"
     study.write_text("name: ff_sigterm\nprofile: smoke\ntasks: [synth_vqa]\nbase: {pretrain.steps: 400}\n")
     workdir = tmp_path / "wd"
-    proc = subprocess.Popen([sys.executable, "-m", "ablations.cli", "run", str(study), "--workdir", str(workdir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_CHDIR_TO_TRIAL_DIR": "0"},
-                            start_new_session=True)
+    # Output to a file, not a pipe: nobody reads a pipe while we wait, and a run that fills its
+    # buffer (64 KB of Ray warnings on a loaded machine) would block before opening a trial.
+    log = tmp_path / "run.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "ablations.cli", "run", str(study), "--workdir", str(workdir)],
+                                stdout=sink, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+                                env={**os.environ, "PYTHONPATH": str(ROOT), "RAY_CHDIR_TO_TRIAL_DIR": "0"},
+                                start_new_session=True)
     try:
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:  # wait until a trial run is open
             time.sleep(2)
+            if proc.poll() is not None:
+                pytest.fail(f"the run ended (exit {proc.returncode}) before a trial started:\n{log.read_text()[-3000:]}")
             if (workdir / "mlflow.db").exists():
                 try:
                     runs = MlflowClient(uri).search_runs(
@@ -359,12 +365,13 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_leaves_nothing_running(tmp_path)
                 if runs:
                     break
         else:
-            pytest.fail("no trial started within 240 s")
+            pytest.fail(f"no trial started within 240 s; the run printed:\n{log.read_text()[-3000:]}")
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=90)
+        proc.wait(timeout=90)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
     assert proc.returncode == 130, out[-3000:]
     assert "Traceback" not in out
     client = MlflowClient(uri)
