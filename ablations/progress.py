@@ -37,6 +37,12 @@ class Where:
     step: int = 0
     total: int = 0
 
+    @property
+    def stage(self) -> str:
+        """The phase without its evaluations: "fine-tune synth_vqa" and its "... eval" passes are one stage
+        (a log off a terminal would otherwise get two lines an epoch); "... done" is a stage of its own."""
+        return self.phase.removesuffix(" eval")
+
     def text(self) -> str:
         if self.total:
             return f"{self.phase} {self.step}/{self.total} ({100 * self.step / self.total:.0f}%)"
@@ -194,7 +200,7 @@ def study_callback(total: int, skipped: int, metric: str, labels: Mapping[str, s
                     continue
                 before = self.where.get(tid)
                 self.where[tid] = where
-                if self.panel is None and (before is None or before.phase != where.phase):
+                if self.panel is None and (before is None or before.stage != where.stage):
                     self.event(f"{labels[tid]}: {where.text()}")  # off a terminal: stage changes only
             self.refresh()
 

@@ -14,7 +14,7 @@ import yaml
 from fixtures.studies import ABLATE, write_study
 
 from ablations import console, tracking
-from ablations.progress import FILE, WIDTH, TrialProgress, duration, estimate_left, read
+from ablations.progress import FILE, WIDTH, TrialProgress, Where, duration, estimate_left, read
 
 
 def test_trial_progress_writes_stage_step_and_total_at_most_once_a_second(tmp_path):
@@ -31,6 +31,14 @@ def test_trial_progress_writes_stage_step_and_total_at_most_once_a_second(tmp_pa
     progress.on_eval("synth_vqa", 7, {})
     assert read(tmp_path / FILE).text() == "fine-tune synth_vqa eval 7/70 (10%)"
     assert read(tmp_path / "missing.json") is None
+
+
+def test_a_stage_is_its_phase_without_the_evaluations():
+    """Off a terminal a study logs a line per stage: an epoch's validation pass is not a new stage."""
+    training, evaluating = Where("fine-tune synth_vqa", 40, 840), Where("fine-tune synth_vqa eval", 56, 840)
+    assert training.stage == evaluating.stage == "fine-tune synth_vqa"
+    assert Where("pre-train eval", 500, 1500).stage == Where("pre-train", 505, 1500).stage
+    assert Where("fine-tune synth_vqa done", 840, 840).stage != training.stage
 
 
 def test_time_left_and_durations():
@@ -69,6 +77,8 @@ def test_ablate_run_output_names_and_findings_on_a_smoke_study(tmp_path):
     assert events and all(len(line) <= WIDTH for line in events)
     assert any("started img.5-txt.15-s0" in line for line in events)
     assert any(": pre-train " in line or ": fine-tune synth_vqa " in line for line in events)  # stage and step
+    for trial in ("img.5-txt.15-s0", "img.75-txt.15-s1"):  # off a terminal: a line per stage, not per evaluation
+        assert sum(f"{trial}: fine-tune synth_vqa" in line for line in events) <= 2, events
     assert "synth_vqa/overall_acc (%)" in done.stdout
 
     tracker = tracking.Tracker(tracking.default_tracking_uri(workdir))
