@@ -71,12 +71,13 @@ def write_checkpoint(path: Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint (tensors and plain values only: weights_only=True)."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint (tensors and plain values only: weights_only=True). `mmap`: tensors stay
+    in the file until touched, for a caller that reads a small part of a large checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointMismatchError(f"{path}: not an m3ae checkpoint of format {FORMAT}")
     return state
@@ -147,7 +148,9 @@ TASK_HEAD = "task_head"
 
 def read_task_head(path: str, task: str) -> dict[str, Any] | None:
     """The fine-tuned head a `model.init` checkpoint carries for `task` (None: no head, or another task's)."""
-    saved = load_checkpoint(Path(path).expanduser()).get(TASK_HEAD)
+    # mapped: every fine-tuning from model.init asks, and the model's weights (read already, by
+    # build_model) are most of a paper-scale file; only the head's tensors are read here
+    saved = load_checkpoint(Path(path).expanduser(), mmap=True).get(TASK_HEAD)
     return saved if saved is not None and saved["task"] == task else None
 
 
